@@ -1,0 +1,293 @@
+"""Where a network's weights come from: ``"imagenet"``, ``"random"`` or a checkpoint file.
+
+Checkpoints are read without ever executing code from them: ``.pth``/``.pt`` files through
+``torch.load(..., weights_only=True)`` and ``.safetensors`` files through safetensors. Anything
+else, and anything that does not fit the network, is refused with a one-line ``WeightsError``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+RANDOM_SEED = 0
+NESTED_KEYS = ("state_dict", "model", "model_state_dict")
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+CONNECT_TIMEOUT_S = 10.0
+MAX_KEYS_NAMED = 3
+UNSAFE_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)
+# Lines of torch.load's error messages that explain torch's policy, not the file.
+BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+# torchvision's ImageNet checkpoints: the best weights it publishes for each network.
+IMAGENET_WEIGHTS = {
+    "vgg16": "VGG16_Weights.IMAGENET1K_V1",
+    "resnet101": "ResNet101_Weights.IMAGENET1K_V2",
+}
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be had. The message is one line: the source (file, URL) and why."""
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What a model's weights are: ``kind`` is ``"imagenet"``, ``"random"`` or ``"file"``."""
+
+    kind: str
+    detail: str
+
+    @property
+    def trained(self) -> bool:
+        """False for untrained (random) weights, which show nothing a trained network would."""
+        return self.kind != "random"
+
+    def __str__(self) -> str:
+        if self.kind == "imagenet":
+            return f"ImageNet ({self.detail})"
+        if self.kind == "random":
+            return f"random (untrained, {self.detail})"
+        return self.detail
+
+
+def imagenet_weights(arch: str) -> Any:
+    """torchvision's weights entry for ``arch``: URL, categories, preprocessing transforms."""
+    import torchvision.models
+
+    enum_name, member = IMAGENET_WEIGHTS[arch].split(".")
+    return getattr(torchvision.models, enum_name)[member]
+
+
+def imagenet_checkpoint_path(arch: str) -> Path:
+    """The ImageNet checkpoint of ``arch`` in torchvision's hub cache (honours TORCH_HOME)."""
+    filename = os.path.basename(urlparse(imagenet_weights(arch).url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def load_weights(
+    builder: Callable[[], nn.Module], weights: str | os.PathLike[str], *, progress: bool = True
+) -> nn.Module:
+    """Build a network with ``builder`` and give it the weights ``weights`` names.
+
+    Returns the model in eval mode on the CPU, with a ``weights_info`` attribute.
+    """
+    if isinstance(weights, str) and weights.lower() == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            model = builder()
+        info = WeightsInfo("random", f"seed {RANDOM_SEED}")
+    else:
+        with torch.device("meta"):
+            model = builder()
+        if isinstance(weights, str) and weights.lower() == "imagenet":
+            path = _imagenet_file(model.arch, progress)
+            info = WeightsInfo("imagenet", IMAGENET_WEIGHTS[model.arch].split(".")[1])
+        else:
+            path = Path(weights)
+            info = WeightsInfo("file", str(path))
+        apply_state_dict(model, read_checkpoint(path), source=str(path))
+    model.weights_info = info
+    return model.eval()
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a state dict from a checkpoint file, safely: bare, nested or with wrapper prefixes."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(
+            f"{path}: no such file (weights are 'imagenet', 'random' or a checkpoint path)"
+        )
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder, not a checkpoint file")
+    try:
+        if path.stat().st_size == 0:
+            raise WeightsError(f"{path}: the file is empty")
+        kind = _sniff(path)
+        if kind == "text":
+            raise WeightsError(f"{path}: a text file, not a checkpoint")
+        if kind == "safetensors" or path.suffix.lower() == ".safetensors":
+            loaded: object = _read_safetensors(path)
+        elif kind in ("zip", "pickle"):
+            loaded = _read_pickle(path)
+        else:
+            raise WeightsError(f"{path}: not a checkpoint (neither a PyTorch file nor safetensors)")
+    except OSError as error:
+        raise WeightsError(f"{path}: cannot be read ({error.strerror or error})") from None
+    return _unwrap(loaded, path)
+
+
+def apply_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load ``state_dict`` into ``model`` (built on the meta device) after checking that it fits."""
+    expected = model.state_dict()
+    state = dict(state_dict)
+    # Checkpoints saved before BatchNorm counted batches lack this buffer; eval mode never reads it.
+    for key, tensor in expected.items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros((), dtype=tensor.dtype)
+    _check_fit(model, expected, state, source)
+    for key, tensor in state.items():
+        target = expected[key]
+        converted = tensor.to(dtype=target.dtype).contiguous()
+        if converted.untyped_storage().nbytes() != converted.nbytes:
+            converted = converted.clone()  # do not keep a larger shared storage alive
+        state[key] = converted
+    model.load_state_dict(state, strict=True, assign=True)
+
+
+def _check_fit(
+    model: nn.Module,
+    expected: Mapping[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor],
+    source: str,
+) -> None:
+    arch = getattr(model, "arch", type(model).__name__)
+    not_tensors = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    if not_tensors:
+        raise WeightsError(f"{source}: not a state dict: {_first(not_tensors)} are not tensors")
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    mismatched = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)} in {arch}"
+        for key in expected
+        if key in state and state[key].shape != expected[key].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {_first(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_first(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatch {_first(mismatched)}")
+    if problems:
+        raise WeightsError(f"{source}: does not fit {arch}: " + "; ".join(problems))
+
+
+def _first(items: list[str]) -> str:
+    named = ", ".join(items[:MAX_KEYS_NAMED])
+    more = len(items) - MAX_KEYS_NAMED
+    return named + (f" and {more} more" if more > 0 else "")
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError  # noqa: PLC0415 - only needed for such files
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise WeightsError(
+            f"{path}: not a readable safetensors file ({_one_line(error)})"
+        ) from None
+
+
+def _read_pickle(path: Path) -> object:
+    try:
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it may not read; the refusal below says enough.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            # weights_only=True admits tensors and plain containers only; never retried without.
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any failure of an untrusted file is a refusal
+        unsafe = UNSAFE_GLOBAL.search(str(error))
+        if unsafe:
+            raise WeightsError(
+                f"{path}: refused: it holds Python objects ({unsafe.group(1)}) that could run "
+                "code when loaded; only tensors are loaded (save model.state_dict() instead)"
+            ) from None
+        raise WeightsError(
+            f"{path}: damaged or not a PyTorch checkpoint ({_one_line(error)})"
+        ) from None
+
+
+def _sniff(path: Path) -> str:
+    """The file's format from its first bytes.
+
+    ``"zip"`` (torch.save), ``"pickle"`` (torch.save's legacy format), ``"safetensors"``
+    (an 8-byte header length, then a JSON header), ``"text"`` or ``"unknown"``.
+    """
+    with path.open("rb") as file:
+        head = file.read(512)
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head.startswith(b"\x80"):
+        return "pickle"
+    if head[8:9] == b"{":
+        return "safetensors"
+    # The 512th byte may cut a character in two, hence the strip of one replacement character.
+    text = head.decode("utf-8", errors="replace").removesuffix("\ufffd")
+    if all((char.isprintable() or char.isspace()) and char != "\ufffd" for char in text):
+        return "text"
+    return "unknown"
+
+
+def _one_line(error: BaseException) -> str:
+    """The telling line of an error message, kept short (torch's are long and multi-line)."""
+    lines = [
+        line.strip()
+        for line in str(error).splitlines()
+        if line.strip() and not line.strip().startswith(BOILERPLATE)
+    ]
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _unwrap(loaded: object, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict inside ``loaded``, with wrapper prefixes (DataParallel, compile) removed."""
+    if not isinstance(loaded, Mapping):
+        raise WeightsError(f"{path}: holds a {type(loaded).__name__}, not a state dict")
+    for key in NESTED_KEYS:
+        if isinstance(loaded.get(key), Mapping):
+            loaded = loaded[key]
+            break
+    if not loaded:
+        raise WeightsError(f"{path}: the state dict is empty")
+    if not all(isinstance(key, str) for key in loaded):
+        raise WeightsError(f"{path}: not a state dict (its keys are not all names)")
+    state = dict(loaded)
+    for prefix in WRAPPER_PREFIXES:
+        if all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix) :]: value for key, value in state.items()}
+    return state
+
+
+def _imagenet_file(arch: str, progress: bool) -> Path:
+    """The cached ImageNet checkpoint of ``arch``, downloaded through torch.hub when missing."""
+    path = imagenet_checkpoint_path(arch)
+    if path.is_file():
+        return path
+    url = imagenet_weights(arch).url
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        download(url, path, progress=progress)
+    except (OSError, RuntimeError) as error:
+        raise WeightsError(
+            f"{url}: ImageNet weights for {arch} are not cached and could not be downloaded "
+            f"({_one_line(error)}); put {path.name} in {path.parent} "
+            "or use random weights (--weights random)"
+        ) from None
+    return path
+
+
+def download(url: str, path: Path, *, progress: bool = True) -> None:
+    """Download ``url`` to ``path`` with torch.hub (progress bar, hash check, atomic rename).
+
+    Fails within seconds when the host cannot be reached, rather than hanging.
+    """
+    parts = urlparse(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S):
+        pass
+    match = torch.hub.HASH_REGEX.search(path.name)
+    torch.hub.download_url_to_file(
+        url, str(path), hash_prefix=match.group(1) if match else None, progress=progress
+    )

@@ -1,0 +1,495 @@
+"""Every weights source: random, ImageNet (cached, downloaded, offline), files, and refusals."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import socket
+import urllib.error
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+from torch import nn
+
+import models.weights
+from models import WeightsError, build_model, imagenet_weights
+from models.weights import imagenet_checkpoint_path, read_checkpoint
+
+IMAGENET_FILES = {"vgg16": "vgg16-397923af.pth", "resnet101": "resnet101-cd907fc2.pth"}
+
+
+@pytest.fixture(scope="module")
+def trained_like() -> dict[str, torch.Tensor]:
+    """A ResNet101 state dict unlike our seeded random init (torchvision's init, seed 1)."""
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        return torchvision.models.resnet101().state_dict()
+
+
+@pytest.fixture(scope="module")
+def probe() -> torch.Tensor:
+    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.fixture
+def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "torch-home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Any connection attempt fails at once, as offline; the attempts are recorded."""
+    attempts: list[str] = []
+
+    def refuse(address: tuple[str, int], *args: object, **kwargs: object) -> socket.socket:
+        attempts.append(address[0])
+        raise OSError(101, "Network is unreachable")
+
+    def no_download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.hub download attempted")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    return attempts
+
+
+def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(x)
+
+
+def reference_logits(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    import torchvision
+
+    reference = torchvision.models.resnet101()
+    reference.load_state_dict(state)
+    return logits(reference.eval(), x)
+
+
+def assert_one_line_naming(error: pytest.ExceptionInfo[WeightsError], path: Path) -> str:
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(path) in message
+    return message
+
+
+# --- random ---------------------------------------------------------------------------------
+
+
+def test_random_weights_are_the_same_every_build(probe: torch.Tensor) -> None:
+    first, second = build_model("resnet101", "random"), build_model("resnet101", "random")
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True)
+    )
+    assert torch.equal(logits(first, probe), logits(second, probe))
+    assert not first.weights_info.trained
+    assert "untrained" in str(first.weights_info)
+
+
+def test_random_weights_leave_the_global_generator_alone() -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_model("resnet101", "random")
+    assert torch.equal(torch.rand(3), expected)
+
+
+# --- checkpoint files -------------------------------------------------------------------------
+
+CHECKPOINT_LAYOUTS: dict[str, Callable[[dict[str, torch.Tensor]], object]] = {
+    "bare": lambda state: state,
+    "nested-state_dict": lambda state: {"state_dict": state, "epoch": 3},
+    "nested-model": lambda state: {"model": state, "optimizer": {}},
+    "dataparallel-prefix": lambda state: {f"module.{key}": value for key, value in state.items()},
+    "compiled-prefix": lambda state: {f"_orig_mod.{key}": value for key, value in state.items()},
+}
+
+
+@pytest.mark.parametrize("layout", sorted(CHECKPOINT_LAYOUTS))
+@pytest.mark.parametrize("suffix", [".pth", ".pt"])
+def test_pth_checkpoints_load(
+    layout: str,
+    suffix: str,
+    tmp_path: Path,
+    trained_like: dict[str, torch.Tensor],
+    probe: torch.Tensor,
+) -> None:
+    path = tmp_path / f"weights{suffix}"
+    torch.save(CHECKPOINT_LAYOUTS[layout](trained_like), path)
+    model = build_model("resnet101", path)
+    assert torch.equal(logits(model, probe), reference_logits(trained_like, probe))
+    assert model.weights_info.kind == "file"
+    assert str(path) in str(model.weights_info)
+
+
+def test_safetensors_checkpoint_loads(
+    tmp_path: Path, trained_like: dict[str, torch.Tensor], probe: torch.Tensor
+) -> None:
+    path = tmp_path / "weights.safetensors"
+    safetensors.torch.save_file(trained_like, path)
+    model = build_model("resnet101", str(path))
+    assert torch.equal(logits(model, probe), reference_logits(trained_like, probe))
+
+
+def test_safetensors_is_recognised_without_its_suffix(
+    tmp_path: Path, trained_like: dict[str, torch.Tensor]
+) -> None:
+    path = tmp_path / "weights.data"
+    safetensors.torch.save_file(trained_like, path)
+    assert read_checkpoint(path).keys() == trained_like.keys()
+
+
+def test_half_precision_checkpoint_loads_as_float32(
+    tmp_path: Path, trained_like: dict[str, torch.Tensor]
+) -> None:
+    path = tmp_path / "half.pth"
+    torch.save(
+        {
+            key: value.half() if value.is_floating_point() else value
+            for key, value in trained_like.items()
+        },
+        path,
+    )
+    model = build_model("resnet101", path)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    torch.testing.assert_close(model.fc.weight, trained_like["fc.weight"], rtol=1e-3, atol=1e-4)
+
+
+def test_checkpoint_without_batch_counters_loads(
+    tmp_path: Path, trained_like: dict[str, torch.Tensor]
+) -> None:
+    path = tmp_path / "old.pth"
+    torch.save(
+        {k: v for k, v in trained_like.items() if not k.endswith("num_batches_tracked")}, path
+    )
+    model = build_model("resnet101", path)
+    assert all(not buffer.is_meta for buffer in model.buffers())
+    assert all(not parameter.is_meta for parameter in model.parameters())
+
+
+def test_loading_never_unpickles_unsafely(
+    tmp_path: Path, trained_like: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, object]] = []
+    real_load = torch.load
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    path = tmp_path / "weights.pth"
+    torch.save(trained_like, path)
+    build_model("resnet101", path)
+    (tmp_path / "broken.pth").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(WeightsError):
+        build_model("resnet101", tmp_path / "broken.pth")
+    assert calls
+    assert all(call.get("weights_only") is True for call in calls)
+
+
+def test_the_source_never_asks_for_an_unsafe_load() -> None:
+    source = "".join(path.read_text() for path in Path(models.weights.__file__).parent.glob("*.py"))
+    assert not re.search(r"weights_only\s*=\s*False", source)
+    assert "pickle.load" not in source
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+
+class Payload:
+    """Unpickling this runs ``code``: what a malicious checkpoint does."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, (self.code,))
+
+
+class ShellPayload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+def _malicious_files(directory: Path, marker: Path) -> Iterator[Path]:
+    exec_payload = Payload(f"open({str(marker)!r}, 'w').close()")
+    zipped = directory / "evil-zip.pth"
+    torch.save({"conv1.weight": exec_payload}, zipped)
+    yield zipped
+    shell = directory / "evil-shell.pt"
+    torch.save({"state_dict": {"fc.bias": ShellPayload(marker)}}, shell)
+    yield shell
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        raw = directory / f"evil-raw-{protocol}.pth"
+        raw.write_bytes(pickle.dumps({"fc.weight": exec_payload}, protocol=protocol))
+        yield raw
+    whole = directory / "evil-whole.ckpt"
+    torch.save(exec_payload, whole)
+    yield whole
+
+
+def test_malicious_pickle_payloads_are_live(tmp_path: Path) -> None:
+    """The payloads below really run when unpickled unsafely, so the next test means something."""
+    marker = tmp_path / "ran"
+    pickle.loads(pickle.dumps(Payload(f"open({str(marker)!r}, 'w').close()")))
+    assert marker.exists()
+
+
+def test_malicious_pickles_never_run_and_are_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "payload-ran"
+    for path in _malicious_files(tmp_path, marker):
+        with pytest.raises(WeightsError) as error:
+            build_model("resnet101", path)
+        message = assert_one_line_naming(error, path)
+        assert re.search(r"refused: it holds Python objects \((exec|posix\.system)\)", message) or (
+            path.name == f"evil-raw-{pickle.HIGHEST_PROTOCOL}.pth"
+            and "not a PyTorch checkpoint" in message
+        ), message
+        assert not marker.exists(), f"{path.name} ran its payload"
+
+
+def _truncated(tmp_path: Path, state: dict[str, torch.Tensor]) -> Path:
+    path = tmp_path / "truncated.pth"
+    torch.save(state, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+BROKEN_FILES: dict[str, Callable[[Path], Path]] = {
+    "empty": lambda d: _write(d / "empty.pth", b""),
+    "text": lambda d: _write(d / "notes.pth", b"these are not the weights you are looking for\n"),
+    "random-bytes": lambda d: _write(d / "noise.pth", os.urandom(4096)),
+    "zip-but-not-torch": lambda d: _zip(d / "archive.pt"),
+    "corrupt-safetensors": lambda d: _write(
+        d / "bad.safetensors", (10**9).to_bytes(8, "little") + b"{}"
+    ),
+    "json-safetensors-header-lies": lambda d: _write(
+        d / "lies.safetensors",
+        (60).to_bytes(8, "little")
+        + b'{"fc.bias":{"dtype":"F32","shape":[1000],"data_offsets":[0,4000]}}'[:60],
+    ),
+    "a-tensor-not-a-dict": lambda d: _save(d / "tensor.pth", torch.zeros(3)),
+    "a-list": lambda d: _save(d / "list.pth", [torch.zeros(3)]),
+    "empty-dict": lambda d: _save(d / "nothing.pth", {}),
+    "folder": lambda d: _mkdir(d / "a-folder.pth"),
+    "missing": lambda d: d / "no-such-file.pth",
+}
+
+
+def _zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "not a checkpoint")
+    return path
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _save(path: Path, obj: object) -> Path:
+    torch.save(obj, path)
+    return path
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN_FILES))
+def test_broken_files_are_refused_in_one_line(kind: str, tmp_path: Path) -> None:
+    path = BROKEN_FILES[kind](tmp_path)
+    with pytest.raises(WeightsError) as error:
+        build_model("vgg16", path)
+    assert_one_line_naming(error, path)
+
+
+def test_truncated_checkpoint_is_refused(
+    tmp_path: Path, trained_like: dict[str, torch.Tensor]
+) -> None:
+    path = _truncated(tmp_path, trained_like)
+    with pytest.raises(WeightsError) as error:
+        build_model("resnet101", path)
+    assert "damaged or not a PyTorch checkpoint" in assert_one_line_naming(error, path)
+
+
+def test_wrong_shape_names_the_key_and_both_shapes(
+    tmp_path: Path, trained_like: dict[str, torch.Tensor]
+) -> None:
+    state = dict(trained_like, **{"fc.weight": torch.zeros(10, 2048), "fc.bias": torch.zeros(10)})
+    path = tmp_path / "ten-classes.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError) as error:
+        build_model("resnet101", path)
+    message = assert_one_line_naming(error, path)
+    assert "fc.weight (10, 2048) vs (1000, 2048)" in message
+    assert "fc.bias" in message
+
+
+def test_wrong_architecture_names_missing_and_unexpected_keys(
+    tmp_path: Path, trained_like: dict[str, torch.Tensor]
+) -> None:
+    path = tmp_path / "resnet.pth"
+    torch.save(trained_like, path)
+    with pytest.raises(WeightsError) as error:
+        build_model("vgg16", path)
+    message = assert_one_line_naming(error, path)
+    assert "missing features.0.weight, features.0.bias, features.2.weight and" in message
+    assert "unexpected conv1.weight, bn1.weight, bn1.bias and" in message
+
+
+def test_extra_keys_are_refused(tmp_path: Path, trained_like: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "extra.pth"
+    torch.save(dict(trained_like, **{"head.weight": torch.zeros(2)}), path)
+    with pytest.raises(WeightsError, match=r"unexpected head\.weight"):
+        build_model("resnet101", path)
+
+
+# --- imagenet --------------------------------------------------------------------------------
+
+
+def test_imagenet_entries_are_torchvisions_best() -> None:
+    assert str(imagenet_weights("vgg16")) == "VGG16_Weights.IMAGENET1K_V1"
+    assert str(imagenet_weights("resnet101")) == "ResNet101_Weights.IMAGENET1K_V2"
+    assert len(imagenet_weights("resnet101").meta["categories"]) == 1000
+
+
+def test_imagenet_path_is_torchvisions_hub_cache(torch_home: Path, arch: str) -> None:
+    expected = torch_home / "hub" / "checkpoints" / IMAGENET_FILES[arch]
+    assert imagenet_checkpoint_path(arch) == expected
+    assert os.path.basename(imagenet_weights(arch).url) == expected.name
+
+
+def test_imagenet_cache_hit_matches_torchvisions_own_loading(
+    arch: str, torch_home: Path, no_network: list[str], probe: torch.Tensor
+) -> None:
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        written = getattr(torchvision.models, arch)()
+    path = torch_home / "hub" / "checkpoints" / IMAGENET_FILES[arch]
+    path.parent.mkdir(parents=True)
+    torch.save(written.state_dict(), path)
+    del written
+
+    model = build_model(arch, "imagenet")
+    assert model.weights_info.kind == "imagenet"
+    assert model.weights_info.trained
+
+    # torchvision, asked for the same weights, reads the same cached file.
+    reference = getattr(torchvision.models, arch)(weights=imagenet_weights(arch)).eval()
+    assert torch.equal(logits(model, probe), logits(reference, probe))
+    assert no_network == []
+
+
+def test_imagenet_offline_miss_says_where_to_put_the_file(
+    torch_home: Path, no_network: list[str]
+) -> None:
+    with pytest.raises(WeightsError) as error:
+        build_model("resnet101", "imagenet")
+    message = str(error.value)
+    folder = torch_home / "hub" / "checkpoints"
+    assert "\n" not in message
+    assert f"put resnet101-cd907fc2.pth in {folder}" in message
+    assert "--weights random" in message
+    assert "Network is unreachable" in message
+    assert no_network == ["download.pytorch.org"]
+    assert list(folder.iterdir()) == []
+
+
+def test_imagenet_download_failing_midway_leaves_no_file(
+    torch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: _Closable())
+
+    def broken_download(
+        url: str, dst: str, hash_prefix: str | None = None, progress: bool = True
+    ) -> None:
+        raise urllib.error.URLError("connection reset by peer")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", broken_download)
+    with pytest.raises(WeightsError, match="connection reset by peer"):
+        build_model("resnet101", "imagenet")
+    assert not imagenet_checkpoint_path("resnet101").exists()
+
+
+def test_imagenet_download_goes_through_torch_hub_with_hash_check(
+    torch_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    trained_like: dict[str, torch.Tensor],
+    probe: torch.Tensor,
+) -> None:
+    requests: list[tuple[str, str, str | None, bool]] = []
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: _Closable())
+
+    def fake_download(
+        url: str, dst: str, hash_prefix: str | None = None, progress: bool = True
+    ) -> None:
+        requests.append((url, dst, hash_prefix, progress))
+        torch.save(trained_like, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    model = build_model("resnet101", "imagenet", progress=False)
+    path = imagenet_checkpoint_path("resnet101")
+    assert requests == [(imagenet_weights("resnet101").url, str(path), "cd907fc2", False)]
+    assert torch.equal(logits(model, probe), reference_logits(trained_like, probe))
+    build_model("resnet101", "imagenet")  # now a cache hit: no second download
+    assert len(requests) == 1
+
+
+def test_corrupt_cached_imagenet_file_is_named(torch_home: Path, no_network: list[str]) -> None:
+    path = imagenet_checkpoint_path("vgg16")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x80\x04 half a download")
+    with pytest.raises(WeightsError) as error:
+        build_model("vgg16", "imagenet")
+    assert_one_line_naming(error, path)
+
+
+class _Closable:
+    def __enter__(self) -> _Closable:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_a_pickled_whole_model_is_refused_with_advice(tmp_path: Path) -> None:
+    path = tmp_path / "whole-model.pth"
+    torch.save(nn.Linear(2, 2), path)
+    with pytest.raises(WeightsError) as error:
+        build_model("resnet101", path)
+    message = assert_one_line_naming(error, path)
+    assert "torch.nn.modules.linear.Linear" in message
+    assert "save model.state_dict() instead" in message
+
+
+def test_an_unreadable_file_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _save(tmp_path / "locked.pth", {"fc.bias": torch.zeros(1000)})
+
+    def denied(self: Path, *args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(WeightsError) as error:
+        build_model("resnet101", path)
+    assert "cannot be read (Permission denied)" in assert_one_line_naming(error, path)

@@ -1,0 +1,7 @@
+"""``python -m visualizer`` is ``fmviz``."""
+
+import sys
+
+from visualizer.cli import main
+
+sys.exit(main())
