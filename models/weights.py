@@ -7,10 +7,11 @@ else, and anything that does not fit the network, is refused with a one-line ``W
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import socket
-import warnings
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ NESTED_KEYS = ("state_dict", "model", "model_state_dict")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 CONNECT_TIMEOUT_S = 10.0
 MAX_KEYS_NAMED = 3
+PATH_SHOWN = 200  # characters of a file name shown in a message
 UNSAFE_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)
 # Lines of torch.load's error messages that explain torch's policy, not the file.
 BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
@@ -81,6 +83,8 @@ def load_weights(
 
     Returns the model in eval mode on the CPU, with a ``weights_info`` attribute.
     """
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(f"weights must be 'imagenet', 'random' or a path, not {weights!r}")
     if isinstance(weights, str) and weights.lower() == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)
@@ -95,7 +99,7 @@ def load_weights(
         else:
             path = Path(weights)
             info = WeightsInfo("file", str(path))
-        apply_state_dict(model, read_checkpoint(path), source=str(path))
+        apply_state_dict(model, read_checkpoint(path), source=_shown(path, PATH_SHOWN))
     model.weights_info = info
     return model.eval()
 
@@ -103,31 +107,37 @@ def load_weights(
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a state dict from a checkpoint file, safely: bare, nested or with wrapper prefixes."""
     path = Path(path)
-    if not path.exists():
-        raise WeightsError(
-            f"{path}: no such file (weights are 'imagenet', 'random' or a checkpoint path)"
-        )
-    if path.is_dir():
-        raise WeightsError(f"{path}: is a folder, not a checkpoint file")
+    name = _shown(path, PATH_SHOWN)
     try:
+        if not path.exists():
+            raise WeightsError(
+                f"{name}: no such file (weights are 'imagenet', 'random' or a checkpoint path)"
+            )
+        if path.is_dir():
+            raise WeightsError(f"{name}: is a folder, not a checkpoint file")
         if path.stat().st_size == 0:
-            raise WeightsError(f"{path}: the file is empty")
+            raise WeightsError(f"{name}: the file is empty")
         kind = _sniff(path)
         if kind == "text":
-            raise WeightsError(f"{path}: a text file, not a checkpoint")
+            raise WeightsError(f"{name}: a text file, not a checkpoint")
         if kind == "safetensors" or path.suffix.lower() == ".safetensors":
-            loaded: object = _read_safetensors(path)
+            loaded: object = _read_safetensors(path, name)
         elif kind in ("zip", "pickle"):
-            loaded = _read_pickle(path)
+            loaded = _read_pickle(path, name)
         else:
-            raise WeightsError(f"{path}: not a checkpoint (neither a PyTorch file nor safetensors)")
-    except OSError as error:
-        raise WeightsError(f"{path}: cannot be read ({error.strerror or error})") from None
-    return _unwrap(loaded, path)
+            raise WeightsError(f"{name}: not a checkpoint (neither a PyTorch file nor safetensors)")
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or _one_line(error)
+        raise WeightsError(f"{name}: cannot be read ({reason})") from None
+    return _unwrap(loaded, name)
 
 
 def apply_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load ``state_dict`` into ``model`` (built on the meta device) after checking that it fits."""
+    """Load ``state_dict`` into ``model`` (built on the meta device) after checking that it fits.
+
+    Every tensor becomes a dense CPU tensor of the model's dtype with storage of its own, so
+    weights that a checkpoint shares between layers are not tied in the model.
+    """
     expected = model.state_dict()
     state = dict(state_dict)
     # Checkpoints saved before BatchNorm counted batches lack this buffer; eval mode never reads it.
@@ -135,13 +145,17 @@ def apply_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = torch.zeros((), dtype=tensor.dtype)
     _check_fit(model, expected, state, source)
+    storages: set[int] = set()
     for key, tensor in state.items():
-        target = expected[key]
-        converted = tensor.to(dtype=target.dtype).contiguous()
-        if converted.untyped_storage().nbytes() != converted.nbytes:
-            converted = converted.clone()  # do not keep a larger shared storage alive
+        converted = tensor.to(dtype=expected[key].dtype).contiguous()
+        storage = converted.untyped_storage()
+        if storage.data_ptr() in storages or storage.nbytes() != converted.nbytes:
+            converted = converted.clone()
+        storages.add(converted.untyped_storage().data_ptr())
         state[key] = converted
     model.load_state_dict(state, strict=True, assign=True)
+    if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+        raise WeightsError(f"{source}: some weights were not loaded")  # never expected
 
 
 def _check_fit(
@@ -151,11 +165,11 @@ def _check_fit(
     source: str,
 ) -> None:
     arch = getattr(model, "arch", type(model).__name__)
-    not_tensors = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    not_tensors = [_shown(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise WeightsError(f"{source}: not a state dict: {_first(not_tensors)} are not tensors")
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
+    missing = [_shown(key) for key in expected if key not in state]
+    unexpected = [_shown(key) for key in state if key not in expected]
     mismatched = [
         f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)} in {arch}"
         for key in expected
@@ -170,6 +184,42 @@ def _check_fit(
         problems.append(f"shape mismatch {_first(mismatched)}")
     if problems:
         raise WeightsError(f"{source}: does not fit {arch}: " + "; ".join(problems))
+    unusable = [
+        f"{key} ({problem})"
+        for key, target in expected.items()
+        if (problem := _tensor_problem(state[key], target))
+    ]
+    if unusable:
+        raise WeightsError(f"{source}: unusable weights: {_first(unusable)}")
+
+
+def _tensor_problem(tensor: torch.Tensor, target: torch.Tensor) -> str | None:
+    """Why ``tensor`` cannot stand in for ``target``, or None when it can."""
+    if tensor.layout is not torch.strided:
+        return f"{str(tensor.layout).removeprefix('torch.')} tensor"
+    if tensor.device.type != "cpu":
+        return f"on the {tensor.device.type} device, without data"
+    if tensor.is_quantized:
+        return "quantized"
+    if target.is_floating_point():
+        if not tensor.is_floating_point():
+            return f"{str(tensor.dtype).removeprefix('torch.')}, not floating point"
+        if not bool(torch.isfinite(tensor).all()):
+            return "holds NaN or infinite values"
+    elif tensor.is_floating_point() or tensor.is_complex():
+        return f"{str(tensor.dtype).removeprefix('torch.')}, not an integer"
+    return None
+
+
+def _shown(name: object, limit: int = 80) -> str:
+    """A file name or key fit for a one-line message: control characters escaped, cut short."""
+    text = str(name)
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    if len(text) <= limit:
+        return text
+    half = (limit - 1) // 2
+    return f"{text[:half]}…{text[-half:]}"
 
 
 def _first(items: list[str]) -> str:
@@ -178,7 +228,7 @@ def _first(items: list[str]) -> str:
     return named + (f" and {more} more" if more > 0 else "")
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def _read_safetensors(path: Path, name: str) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError  # noqa: PLC0415 - only needed for such files
     from safetensors.torch import load_file  # noqa: PLC0415
 
@@ -186,26 +236,24 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise WeightsError(
-            f"{path}: not a readable safetensors file ({_one_line(error)})"
+            f"{name}: not a readable safetensors file ({_one_line(error)})"
         ) from None
 
 
-def _read_pickle(path: Path) -> object:
+def _read_pickle(path: Path, name: str) -> object:
     try:
-        with warnings.catch_warnings():
-            # torch warns about pickle protocols it may not read; the refusal below says enough.
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            # weights_only=True admits tensors and plain containers only; never retried without.
-            return torch.load(path, map_location="cpu", weights_only=True)
+        # weights_only=True admits tensors and plain containers only; never retried without.
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any failure of an untrusted file is a refusal
         unsafe = UNSAFE_GLOBAL.search(str(error))
         if unsafe:
             raise WeightsError(
-                f"{path}: refused: it holds Python objects ({unsafe.group(1)}) that could run "
-                "code when loaded; only tensors are loaded (save model.state_dict() instead)"
+                f"{name}: refused: it holds Python objects ({_shown(unsafe.group(1))}) that "
+                "could run code when loaded; only tensors are loaded (save model.state_dict() "
+                "instead)"
             ) from None
         raise WeightsError(
-            f"{path}: damaged or not a PyTorch checkpoint ({_one_line(error)})"
+            f"{name}: damaged or not a PyTorch checkpoint ({_one_line(error)})"
         ) from None
 
 
@@ -237,22 +285,21 @@ def _one_line(error: BaseException) -> str:
         for line in str(error).splitlines()
         if line.strip() and not line.strip().startswith(BOILERPLATE)
     ]
-    text = lines[0] if lines else type(error).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+    return _shown(lines[0] if lines else type(error).__name__, limit=200)
 
 
-def _unwrap(loaded: object, path: Path) -> dict[str, torch.Tensor]:
+def _unwrap(loaded: object, name: str) -> dict[str, torch.Tensor]:
     """The state dict inside ``loaded``, with wrapper prefixes (DataParallel, compile) removed."""
     if not isinstance(loaded, Mapping):
-        raise WeightsError(f"{path}: holds a {type(loaded).__name__}, not a state dict")
+        raise WeightsError(f"{name}: holds a {type(loaded).__name__}, not a state dict")
     for key in NESTED_KEYS:
         if isinstance(loaded.get(key), Mapping):
             loaded = loaded[key]
             break
     if not loaded:
-        raise WeightsError(f"{path}: the state dict is empty")
+        raise WeightsError(f"{name}: the state dict is empty")
     if not all(isinstance(key, str) for key in loaded):
-        raise WeightsError(f"{path}: not a state dict (its keys are not all names)")
+        raise WeightsError(f"{name}: not a state dict (its keys are not all names)")
     state = dict(loaded)
     for prefix in WRAPPER_PREFIXES:
         if all(key.startswith(prefix) for key in state):
@@ -284,9 +331,10 @@ def download(url: str, path: Path, *, progress: bool = True) -> None:
     Fails within seconds when the host cannot be reached, rather than hanging.
     """
     parts = urlparse(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S):
-        pass
+    if not urllib.request.getproxies():  # through a proxy, only the proxy could be tried
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S):
+            pass
     match = torch.hub.HASH_REGEX.search(path.name)
     torch.hub.download_url_to_file(
         url, str(path), hash_prefix=match.group(1) if match else None, progress=progress

@@ -116,20 +116,27 @@ def test_stage_shapes_at_224(arch: str, random_model: ModelOf) -> None:
     assert _real_shapes(model, 224, 224) == expected
 
 
-@pytest.mark.parametrize("size", [(64, 96), (320, 160)])
+@pytest.mark.parametrize("size", [(64, 96), (320, 160), (97, 131), (33, 250)])
 def test_stage_shapes_scale_with_the_input(
     arch: str, size: tuple[int, int], random_model: ModelOf
 ) -> None:
     model = random_model(arch)
     height, width = size
     expected = {
-        stage: (channels, height // stride, width // stride)
+        stage: (channels, _downsampled(arch, height, stride), _downsampled(arch, width, stride))
         for (stage, (_, (channels, _, _))), stride in zip(
             STAGE_TABLE[arch].items(), STRIDES[arch], strict=True
         )
     }
     assert stage_shapes(model, height, width) == expected
     assert _real_shapes(model, height, width) == expected
+
+
+def _downsampled(arch: str, side: int, stride: int) -> int:
+    """VGG's 2×2 pooling rounds down at each halving; ResNet's padded strided layers round up."""
+    for _ in range(stride.bit_length() - 1):
+        side = side // 2 if arch == "vgg16" else (side + 1) // 2
+    return side
 
 
 def test_forward_returns_plain_logits(arch: str, random_model: ModelOf) -> None:
@@ -155,6 +162,14 @@ def test_resnet101_has_23_distinct_blocks_in_stage_4() -> None:
     assert len(storages) == 23
     all_params = list(model.parameters())
     assert len({p.untyped_storage().data_ptr() for p in all_params}) == len(all_params)
+
+
+def test_a_loaded_resnet101_keeps_23_distinct_blocks(loaded_model: ModelOf) -> None:
+    model = loaded_model("resnet101")
+    params = list(model.parameters())
+    assert len({p.untyped_storage().data_ptr() for p in params}) == len(params)
+    conv2 = [block.conv2.weight for block in model.layer3]
+    assert all(not torch.equal(conv2[0], other) for other in conv2[1:])
 
 
 def test_resnet101_is_v1_5_with_unpadded_1x1_convolutions() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import re
 import socket
 import urllib.error
@@ -18,7 +19,8 @@ from torch import nn
 
 import models.weights
 from models import WeightsError, build_model, imagenet_weights
-from models.weights import imagenet_checkpoint_path, read_checkpoint
+from models.resnet import ResNet101
+from models.weights import apply_state_dict, imagenet_checkpoint_path, read_checkpoint
 
 IMAGENET_FILES = {"vgg16": "vgg16-397923af.pth", "resnet101": "resnet101-cd907fc2.pth"}
 
@@ -262,6 +264,13 @@ def test_malicious_pickles_never_run_and_are_refused(tmp_path: Path) -> None:
         assert not marker.exists(), f"{path.name} ran its payload"
 
 
+# Fixed noise that looks like none of the formats (not zip, not pickle, not safetensors).
+NOISE = random.Random(0).randbytes(4096)  # noqa: S311
+assert NOISE[:2] != b"PK"
+assert NOISE[0] != 0x80
+assert NOISE[8:9] != b"{"
+
+
 def _truncated(tmp_path: Path, state: dict[str, torch.Tensor]) -> Path:
     path = tmp_path / "truncated.pth"
     torch.save(state, path)
@@ -273,7 +282,7 @@ def _truncated(tmp_path: Path, state: dict[str, torch.Tensor]) -> Path:
 BROKEN_FILES: dict[str, Callable[[Path], Path]] = {
     "empty": lambda d: _write(d / "empty.pth", b""),
     "text": lambda d: _write(d / "notes.pth", b"these are not the weights you are looking for\n"),
-    "random-bytes": lambda d: _write(d / "noise.pth", os.urandom(4096)),
+    "random-bytes": lambda d: _write(d / "noise.pth", NOISE),
     "zip-but-not-torch": lambda d: _zip(d / "archive.pt"),
     "corrupt-safetensors": lambda d: _write(
         d / "bad.safetensors", (10**9).to_bytes(8, "little") + b"{}"
@@ -493,3 +502,125 @@ def test_an_unreadable_file_is_refused_in_one_line(
     with pytest.raises(WeightsError) as error:
         build_model("resnet101", path)
     assert "cannot be read (Permission denied)" in assert_one_line_naming(error, path)
+
+
+def test_a_vgg16_checkpoint_file_gives_torchvisions_logits(
+    tmp_path: Path, torchvision_model: Callable[[str], nn.Module], probe: torch.Tensor
+) -> None:
+    reference = torchvision_model("vgg16")
+    path = tmp_path / "vgg16.pth"
+    torch.save(reference.state_dict(), path)
+    model = build_model("vgg16", path)
+    assert torch.equal(logits(model, probe), logits(reference, probe))
+
+
+def test_weights_of_the_wrong_type_are_a_type_error() -> None:
+    with pytest.raises(TypeError, match="'imagenet', 'random' or a path"):
+        build_model("vgg16", None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def meta_resnet() -> nn.Module:
+    with torch.device("meta"):
+        return ResNet101()
+
+
+def _with(state: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> dict[str, torch.Tensor]:
+    changed = dict(state)
+    changed[key] = value
+    return changed
+
+
+UNUSABLE: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor], str]] = {
+    "meta": ("fc.weight", lambda t: torch.empty_like(t, device="meta"), "on the meta device"),
+    "sparse": ("fc.bias", lambda t: t.to_sparse(), "sparse_coo tensor"),
+    "nan": (
+        "layer3.7.bn2.running_var",
+        lambda t: t.clone().fill_(float("nan")),
+        "holds NaN or infinite values",
+    ),
+    "inf": (
+        "conv1.weight",
+        lambda t: t.clone().fill_(float("inf")),
+        "holds NaN or infinite values",
+    ),
+    "complex": ("fc.bias", lambda t: t.to(torch.complex64), "complex64, not floating point"),
+    "integer": ("fc.bias", lambda t: t.to(torch.int64), "int64, not floating point"),
+    "float-counter": (
+        "bn1.num_batches_tracked",
+        lambda t: t.to(torch.float32),
+        "float32, not an integer",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNUSABLE))
+def test_unusable_tensors_are_refused_by_key(
+    kind: str, meta_resnet: nn.Module, trained_like: dict[str, torch.Tensor]
+) -> None:
+    key, spoil, reason = UNUSABLE[kind]
+    state = _with(trained_like, key, spoil(trained_like[key]))
+    with pytest.raises(WeightsError) as error:
+        apply_state_dict(meta_resnet, state, source="ckpt.pth")
+    message = str(error.value)
+    assert message.startswith(f"ckpt.pth: unusable weights: {key} (")
+    assert reason in message
+
+
+def test_a_meta_tensor_in_a_file_is_refused(
+    tmp_path: Path, trained_like: dict[str, torch.Tensor], probe: torch.Tensor
+) -> None:
+    path = tmp_path / "meta.pth"
+    torch.save(_with(trained_like, "fc.weight", torch.empty(1000, 2048, device="meta")), path)
+    with pytest.raises(WeightsError, match=r"unusable weights: fc\.weight \(on the meta device"):
+        build_model("resnet101", path)
+
+
+def test_shared_tensors_in_a_checkpoint_are_untied(
+    tmp_path: Path, trained_like: dict[str, torch.Tensor]
+) -> None:
+    shared = trained_like["layer3.1.conv2.weight"]
+    state = dict(trained_like)
+    for block in range(1, 23):  # the seed article's bug: one block's weights used 22 times
+        state[f"layer3.{block}.conv2.weight"] = shared
+    path = tmp_path / "tied.pth"
+    torch.save(state, path)
+    model = build_model("resnet101", path)
+    weights = [model.layer3[block].conv2.weight for block in range(1, 23)]
+    assert all(torch.equal(w, shared) for w in weights)
+    assert len({w.untyped_storage().data_ptr() for w in weights}) == 22
+    with torch.no_grad():
+        weights[0].zero_()
+    assert weights[1].abs().sum() > 0
+
+
+def test_names_in_messages_stay_on_one_short_line(
+    tmp_path: Path, meta_resnet: nn.Module, trained_like: dict[str, torch.Tensor]
+) -> None:
+    odd = tmp_path / "two\nlines\x1b[2J.pth"
+    odd.write_text("text")
+    with pytest.raises(WeightsError) as error:
+        build_model("resnet101", odd)
+    assert "\n" not in str(error.value)
+    assert "\x1b" not in str(error.value)
+    assert "two\\nlines\\x1b[2J.pth" in str(error.value)
+
+    state = dict(trained_like)
+    state["evil\n\x1b[2Jkey"] = torch.zeros(1)
+    state["k" * 1_000_000] = torch.zeros(1)
+    with pytest.raises(WeightsError) as error:
+        apply_state_dict(meta_resnet, state, source="ckpt.pth")
+    message = str(error.value)
+    assert "\n" not in message
+    assert "\x1b" not in message
+    assert len(message) < 400
+    assert "evil\\n\\x1b[2Jkey" in message
+
+
+def test_a_name_too_long_for_the_file_system_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / ("w" * 300 + ".pth")
+    with pytest.raises(WeightsError) as error:
+        build_model("resnet101", path)
+    message = str(error.value)
+    assert "\n" not in message
+    assert len(message) < 400
