@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pytest
@@ -38,39 +39,22 @@ def torchvision_with_seed() -> Callable[[str, int], nn.Module]:
 @pytest.fixture(scope="session")
 def torchvision_model() -> ModelOf:
     """torchvision's model of an architecture with seed 1 (unlike our seed-0 random weights)."""
-    cache: dict[str, nn.Module] = {}
-
-    def get(arch: str) -> nn.Module:
-        if arch not in cache:
-            cache[arch] = seeded_torchvision_model(arch, seed=1)
-        return cache[arch]
-
-    return get
+    return functools.cache(lambda arch: seeded_torchvision_model(arch, seed=1))
 
 
 @pytest.fixture(scope="session")
 def random_model() -> ModelOf:
     """Our model of an architecture with ``weights="random"``, built once; do not modify it."""
-    cache: dict[str, nn.Module] = {}
-
-    def get(arch: str) -> nn.Module:
-        if arch not in cache:
-            cache[arch] = build_model(arch, "random")
-        return cache[arch]
-
-    return get
+    return functools.cache(lambda arch: build_model(arch, "random"))
 
 
 @pytest.fixture(scope="session")
 def loaded_model(torchvision_model: ModelOf) -> ModelOf:
     """Our model of an architecture holding the state dict of ``torchvision_model``."""
-    cache: dict[str, nn.Module] = {}
 
-    def get(arch: str) -> nn.Module:
-        if arch not in cache:
-            model = build_model(arch, "random")
-            model.load_state_dict(torchvision_model(arch).state_dict(), strict=True)
-            cache[arch] = model
-        return cache[arch]
+    def build(arch: str) -> nn.Module:
+        model = build_model(arch, "random")
+        model.load_state_dict(torchvision_model(arch).state_dict(), strict=True)
+        return model
 
-    return get
+    return functools.cache(build)

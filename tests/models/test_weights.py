@@ -77,10 +77,13 @@ def reference_logits(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.T
     return logits(reference.eval(), x)
 
 
-def assert_one_line_naming(error: pytest.ExceptionInfo[WeightsError], path: Path) -> str:
+def refusal(arch: str, weights: str | Path, file: Path | None = None) -> str:
+    """Why ``weights`` are refused for ``arch``: one line that names the file (``weights``)."""
+    with pytest.raises(WeightsError) as error:
+        build_model(arch, weights)
     message = str(error.value)
     assert "\n" not in message
-    assert str(path) in message
+    assert str(file or weights) in message
     return message
 
 
@@ -254,9 +257,7 @@ def test_malicious_pickle_payloads_are_live(tmp_path: Path) -> None:
 def test_malicious_pickles_never_run_and_are_refused(tmp_path: Path) -> None:
     marker = tmp_path / "payload-ran"
     for path in _malicious_files(tmp_path, marker):
-        with pytest.raises(WeightsError) as error:
-            build_model("resnet101", path)
-        message = assert_one_line_naming(error, path)
+        message = refusal("resnet101", path)
         assert re.search(r"refused: it holds Python objects \((exec|posix\.system)\)", message) or (
             path.name == f"evil-raw-{pickle.HIGHEST_PROTOCOL}.pth"
             and "not a PyTorch checkpoint" in message
@@ -324,18 +325,14 @@ def _mkdir(path: Path) -> Path:
 @pytest.mark.parametrize("kind", sorted(BROKEN_FILES))
 def test_broken_files_are_refused_in_one_line(kind: str, tmp_path: Path) -> None:
     path = BROKEN_FILES[kind](tmp_path)
-    with pytest.raises(WeightsError) as error:
-        build_model("vgg16", path)
-    assert_one_line_naming(error, path)
+    refusal("vgg16", path)
 
 
 def test_truncated_checkpoint_is_refused(
     tmp_path: Path, trained_like: dict[str, torch.Tensor]
 ) -> None:
     path = _truncated(tmp_path, trained_like)
-    with pytest.raises(WeightsError) as error:
-        build_model("resnet101", path)
-    assert "damaged or not a PyTorch checkpoint" in assert_one_line_naming(error, path)
+    assert "damaged or not a PyTorch checkpoint" in refusal("resnet101", path)
 
 
 def test_wrong_shape_names_the_key_and_both_shapes(
@@ -344,9 +341,7 @@ def test_wrong_shape_names_the_key_and_both_shapes(
     state = dict(trained_like, **{"fc.weight": torch.zeros(10, 2048), "fc.bias": torch.zeros(10)})
     path = tmp_path / "ten-classes.pth"
     torch.save(state, path)
-    with pytest.raises(WeightsError) as error:
-        build_model("resnet101", path)
-    message = assert_one_line_naming(error, path)
+    message = refusal("resnet101", path)
     assert "fc.weight (10, 2048) vs (1000, 2048)" in message
     assert "fc.bias" in message
 
@@ -356,9 +351,7 @@ def test_wrong_architecture_names_missing_and_unexpected_keys(
 ) -> None:
     path = tmp_path / "resnet.pth"
     torch.save(trained_like, path)
-    with pytest.raises(WeightsError) as error:
-        build_model("vgg16", path)
-    message = assert_one_line_naming(error, path)
+    message = refusal("vgg16", path)
     assert "missing features.0.weight, features.0.bias, features.2.weight and" in message
     assert "unexpected conv1.weight, bn1.weight, bn1.bias and" in message
 
@@ -467,9 +460,7 @@ def test_corrupt_cached_imagenet_file_is_named(torch_home: Path, no_network: lis
     path = imagenet_checkpoint_path("vgg16")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"\x80\x04 half a download")
-    with pytest.raises(WeightsError) as error:
-        build_model("vgg16", "imagenet")
-    assert_one_line_naming(error, path)
+    assert "damaged or not a PyTorch checkpoint" in refusal("vgg16", "imagenet", file=path)
 
 
 class _Closable:
@@ -483,9 +474,7 @@ class _Closable:
 def test_a_pickled_whole_model_is_refused_with_advice(tmp_path: Path) -> None:
     path = tmp_path / "whole-model.pth"
     torch.save(nn.Linear(2, 2), path)
-    with pytest.raises(WeightsError) as error:
-        build_model("resnet101", path)
-    message = assert_one_line_naming(error, path)
+    message = refusal("resnet101", path)
     assert "torch.nn.modules.linear.Linear" in message
     assert "save model.state_dict() instead" in message
 
@@ -499,9 +488,7 @@ def test_an_unreadable_file_is_refused_in_one_line(
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setattr(Path, "open", denied)
-    with pytest.raises(WeightsError) as error:
-        build_model("resnet101", path)
-    assert "cannot be read (Permission denied)" in assert_one_line_naming(error, path)
+    assert "cannot be read (Permission denied)" in refusal("resnet101", path)
 
 
 def test_a_vgg16_checkpoint_file_gives_torchvisions_logits(
