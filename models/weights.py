@@ -7,7 +7,6 @@ else, and anything that does not fit the network, is refused with a one-line ``W
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import socket
@@ -154,8 +153,6 @@ def apply_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
         storages.add(converted.untyped_storage().data_ptr())
         state[key] = converted
     model.load_state_dict(state, strict=True, assign=True)
-    if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
-        raise WeightsError(f"{source}: some weights were not loaded")  # never expected
 
 
 def _check_fit(
@@ -196,19 +193,24 @@ def _check_fit(
 def _tensor_problem(tensor: torch.Tensor, target: torch.Tensor) -> str | None:
     """Why ``tensor`` cannot stand in for ``target``, or None when it can."""
     if tensor.layout is not torch.strided:
-        return f"{str(tensor.layout).removeprefix('torch.')} tensor"
+        return f"{_torch_name(tensor.layout)} tensor"
     if tensor.device.type != "cpu":
         return f"on the {tensor.device.type} device, without data"
     if tensor.is_quantized:
         return "quantized"
     if target.is_floating_point():
         if not tensor.is_floating_point():
-            return f"{str(tensor.dtype).removeprefix('torch.')}, not floating point"
+            return f"{_torch_name(tensor.dtype)}, not floating point"
         if not bool(torch.isfinite(tensor).all()):
             return "holds NaN or infinite values"
     elif tensor.is_floating_point() or tensor.is_complex():
-        return f"{str(tensor.dtype).removeprefix('torch.')}, not an integer"
+        return f"{_torch_name(tensor.dtype)}, not an integer"
     return None
+
+
+def _torch_name(value: object) -> str:
+    """``torch.float16`` → ``float16``."""
+    return str(value).removeprefix("torch.")
 
 
 def _shown(name: object, limit: int = 80) -> str:
