@@ -611,3 +611,12 @@ def test_a_name_too_long_for_the_file_system_is_refused(tmp_path: Path) -> None:
     message = str(error.value)
     assert "\n" not in message
     assert len(message) < 400
+
+
+def test_large_finite_weights_whose_sum_overflows_are_accepted(
+    meta_resnet: nn.Module, trained_like: dict[str, torch.Tensor]
+) -> None:
+    huge = torch.full((1000,), 3e38)
+    assert not torch.isfinite(huge.sum())
+    apply_state_dict(meta_resnet, _with(trained_like, "fc.bias", huge), source="ckpt.pth")
+    assert torch.equal(meta_resnet.fc.bias, huge)
