@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from models.stages import stage_map
+from models.stages import stage_index, stage_map
 
 # Bottleneck blocks in layer1 … layer4 for ResNet101; every block has weights of its own.
 LAYER_BLOCKS: tuple[int, int, int, int] = (3, 4, 23, 3)
@@ -103,8 +103,17 @@ class ResNet101(nn.Module):
         x = self.layer2(x)
         x = self.layer3(x)
         x = self.layer4(x)
-        x = torch.flatten(self.avgpool(x), 1)
-        return self.fc(x)
+        return self._head(x)
+
+    def forward_from(self, stage: str, activation: torch.Tensor) -> torch.Tensor:
+        """Logits computed from the output of ``stage``: the network after that stage."""
+        x = activation
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[stage_index(stage) :]:
+            x = layer(x)
+        return self._head(x)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(x), 1))
 
     def _init_weights(self) -> None:
         # torchvision's initialisation, in its order (the fc layer keeps PyTorch's default).

@@ -18,6 +18,16 @@ def stage_map(modules: Sequence[nn.Module]) -> Mapping[str, nn.Module]:
     return MappingProxyType(dict(zip(STAGE_NAMES, modules, strict=True)))
 
 
+def stage_index(stage: str) -> int:
+    """Position of ``stage`` in C1–C5; ``ValueError`` naming the choices for anything else."""
+    try:
+        return STAGE_NAMES.index(stage)
+    except ValueError:
+        raise ValueError(
+            f"unknown stage {stage!r}: choose one of {', '.join(STAGE_NAMES)}"
+        ) from None
+
+
 def stage_module_names(model: nn.Module) -> dict[str, str]:
     """Qualified module name of each stage, e.g. ``{"C1": "features.3", ...}``."""
     names = {id(module): name for name, module in model.named_modules()}

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from models.stages import stage_map
+from models.stages import stage_index, stage_map
 
 # Output channels of the 3×3 convolutions in each of the five blocks.
 BLOCK_WIDTHS: tuple[tuple[int, ...], ...] = (
@@ -65,6 +65,14 @@ class VGG16(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
+        return self._head(x)
+
+    def forward_from(self, stage: str, activation: torch.Tensor) -> torch.Tensor:
+        """Logits computed from the output of ``stage``: the network after that stage."""
+        rest = self.features[self._stage_taps[stage_index(stage)] + 1 :]
+        return self._head(rest(activation))
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(x)
         x = torch.flatten(x, 1)
         return self.classifier(x)

@@ -98,7 +98,7 @@ def load_weights(
         else:
             path = Path(weights)
             info = WeightsInfo("file", str(path))
-        apply_state_dict(model, read_checkpoint(path), source=_shown(path, PATH_SHOWN))
+        apply_state_dict(model, read_checkpoint(path), source=shown(path, PATH_SHOWN))
     model.weights_info = info
     return model.eval()
 
@@ -106,7 +106,7 @@ def load_weights(
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a state dict from a checkpoint file, safely: bare, nested or with wrapper prefixes."""
     path = Path(path)
-    name = _shown(path, PATH_SHOWN)
+    name = shown(path, PATH_SHOWN)
     try:
         if not path.exists():
             raise WeightsError(
@@ -162,11 +162,11 @@ def _check_fit(
     source: str,
 ) -> None:
     arch = getattr(model, "arch", type(model).__name__)
-    not_tensors = [_shown(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    not_tensors = [shown(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise WeightsError(f"{source}: not a state dict: {_first(not_tensors)} are not tensors")
-    missing = [_shown(key) for key in expected if key not in state]
-    unexpected = [_shown(key) for key in state if key not in expected]
+    missing = [shown(key) for key in expected if key not in state]
+    unexpected = [shown(key) for key in state if key not in expected]
     mismatched = [
         f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)} in {arch}"
         for key in expected
@@ -215,7 +215,7 @@ def _torch_name(value: object) -> str:
     return str(value).removeprefix("torch.")
 
 
-def _shown(name: object, limit: int = 80) -> str:
+def shown(name: object, limit: int = 80) -> str:
     """A file name or key fit for a one-line message: control characters escaped, cut short."""
     text = str(name)
     if not text.isprintable():
@@ -252,7 +252,7 @@ def _read_pickle(path: Path, name: str) -> object:
         unsafe = UNSAFE_GLOBAL.search(str(error))
         if unsafe:
             raise WeightsError(
-                f"{name}: refused: it holds Python objects ({_shown(unsafe.group(1))}) that "
+                f"{name}: refused: it holds Python objects ({shown(unsafe.group(1))}) that "
                 "could run code when loaded; only tensors are loaded (save model.state_dict() "
                 "instead)"
             ) from None
@@ -289,7 +289,7 @@ def _one_line(error: BaseException) -> str:
         for line in str(error).splitlines()
         if line.strip() and not line.strip().startswith(BOILERPLATE)
     ]
-    return _shown(lines[0] if lines else type(error).__name__, limit=200)
+    return shown(lines[0] if lines else type(error).__name__, limit=200)
 
 
 def _unwrap(loaded: object, name: str) -> dict[str, torch.Tensor]:

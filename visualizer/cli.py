@@ -1,13 +1,25 @@
-"""The ``fmviz`` command line."""
+"""The ``fmviz`` command line: ``info``, ``export`` and ``bench``.
+
+Exit status: 0 everything done; 1 something failed (one ``error: …`` line each on stderr, the
+rest still done); 2 bad usage. A user's mistake never ends in a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from visualizer.cli_progress import Progress
 
 MODEL_CHOICES = ("vgg16", "resnet101")
-COMMANDS = ("info",)
+STAGE_CHOICES = ("C1", "C2", "C3", "C4", "C5")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+COLORMAP_CHOICES = ("viridis", "inferno", "magma", "plasma", "cividis", "turbo", "gray")
+DEFAULT_MODEL = "resnet101"
+COMMANDS = ("info", "export", "bench")
 TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 
 
@@ -31,16 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fmviz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
     info = commands.add_parser(
         "info", help="build the networks and print their C1–C5 stages (the default)"
     )
     info.add_argument("--model", choices=MODEL_CHOICES, help="one network (default: both)")
-    info.add_argument(
-        "--weights",
-        default="imagenet",
-        metavar="imagenet|random|PATH",
-        help="ImageNet (torch hub cache or download), untrained, or a checkpoint file",
-    )
+    _weights_option(info)
     info.add_argument(
         "--size",
         type=_size,
@@ -49,7 +57,90 @@ def _parser() -> argparse.ArgumentParser:
         help="input size for the stage shapes (default 224x224)",
     )
     info.set_defaults(run=_info)
+
+    export = commands.add_parser(
+        "export",
+        help="write stage grids, Grad-CAM overlays and timings of images to a folder",
+        description=(
+            "For each IMAGE write <stem>_<model>_<stage>.png (tile grid of every channel), "
+            "<stem>_<model>_gradcam_<stage>.png (Grad-CAM over the image) and "
+            "<stem>_<model>_timings.csv (per-layer milliseconds)."
+        ),
+    )
+    export.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    export.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    _model_options(export)
+    export.add_argument(
+        "--stages",
+        type=_stages,
+        default=STAGE_CHOICES,
+        metavar="all|C1,C3,...",
+        help="stages to write grids of (default: all)",
+    )
+    export.add_argument(
+        "--cam-stage",
+        type=_stage,
+        default="C5",
+        metavar="STAGE",
+        help="stage of the Grad-CAM overlay (default C5)",
+    )
+    export.add_argument(
+        "--target",
+        type=_class_index,
+        metavar="INDEX",
+        help="ImageNet class index 0–999 for Grad-CAM (default: the top-1 class)",
+    )
+    export.add_argument(
+        "--colormap", choices=COLORMAP_CHOICES, default="viridis", help="grid colormap"
+    )
+    export.add_argument(
+        "--scale",
+        choices=("channel", "stage"),
+        default="channel",
+        help="min–max per channel (default) or one min–max across the stage",
+    )
+    export.add_argument(
+        "--order",
+        choices=("index", "mean", "gradcam"),
+        default="index",
+        help="tile order: channel index (default), mean activation, Grad-CAM weight",
+    )
+    export.add_argument(
+        "--compare", action="store_true", help="export both networks (ignores --model)"
+    )
+    export.set_defaults(run=_export)
+
+    bench = commands.add_parser(
+        "bench",
+        help="time every layer, and fmviz against torchvision and Captum (random weights)",
+    )
+    bench.add_argument("--model", choices=MODEL_CHOICES, default=DEFAULT_MODEL)
+    bench.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    bench.add_argument(
+        "--runs", type=_positive, default=10, metavar="N", help="timed runs (default 10)"
+    )
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    bench.set_defaults(run=_bench)
     return parser
+
+
+def _weights_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        metavar="imagenet|random|PATH",
+        help="ImageNet (torch hub cache or download), untrained, or a checkpoint file",
+    )
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", choices=MODEL_CHOICES, default=DEFAULT_MODEL, help="network (default resnet101)"
+    )
+    _weights_option(parser)
+    parser.add_argument(
+        "--device", choices=DEVICE_CHOICES, default="auto", help="default: CUDA, MPS, else CPU"
+    )
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -62,6 +153,48 @@ def _size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def _stage(text: str) -> str:
+    stage = text.strip().upper()
+    if stage not in STAGE_CHOICES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a stage: choose from {', '.join(STAGE_CHOICES)}"
+        )
+    return stage
+
+
+def _stages(text: str) -> tuple[str, ...]:
+    if text.strip().lower() == "all":
+        return STAGE_CHOICES
+    chosen = {_stage(part) for part in text.split(",") if part.strip()}
+    if not chosen:
+        raise argparse.ArgumentTypeError("name at least one stage, or all")
+    return tuple(stage for stage in STAGE_CHOICES if stage in chosen)
+
+
+def _class_index(text: str) -> int:
+    try:
+        index = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a class index") from None
+    if not 0 <= index <= 999:
+        raise argparse.ArgumentTypeError(f"{index} is not an ImageNet class index (0–999)")
+    return index
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
 def _info(args: argparse.Namespace) -> int:
     from models import WeightsError, build_model, stage_module_names, stage_shapes  # noqa: PLC0415
 
@@ -71,7 +204,7 @@ def _info(args: argparse.Namespace) -> int:
         try:
             model = build_model(name, args.weights)
         except WeightsError as error:
-            print(f"error: {error}", file=sys.stderr)
+            _error(str(error))
             status = 1
             continue
         parameters = sum(p.numel() for p in model.parameters())
@@ -81,3 +214,38 @@ def _info(args: argparse.Namespace) -> int:
         for stage, (channels, h, w) in stage_shapes(model, height, width).items():
             print(f"  {stage:<6}{modules[stage]:<13}{channels}×{h}×{w}")
     return status
+
+
+def _export(args: argparse.Namespace) -> int:
+    from visualizer.cli_export import export_images  # noqa: PLC0415
+
+    return export_images(args, error=_error)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from models import WeightsError  # noqa: PLC0415
+    from visualizer.core.bench import TARGETS, WHAT, run_bench  # noqa: PLC0415
+    from visualizer.core.device import DeviceError  # noqa: PLC0415
+
+    progress = Progress(2 + args.runs, label=f"bench {args.model}")
+    try:
+        report = run_bench(args.model, args.device, args.runs, progress=progress.update)
+    except (DeviceError, WeightsError) as error:
+        progress.close()
+        _error(str(error))
+        return 1
+    progress.close()
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+        return 0
+    total = sum(ms for _, _, ms in report.layers)
+    print(f"{report.model} on {report.device}: medians of {report.runs} runs, 224×224, batch 1")
+    print(f"{'layer':<28}{'type':<20}{'ms':>9}{'share':>8}")
+    for name, kind, ms in report.layers:
+        print(f"{name:<28}{kind:<20}{ms:>9.3f}{ms / total:>8.1%}")
+    print(f"{'all layers':<48}{total:>9.3f}")
+    print()
+    for key, ratio in report.ratios.items():
+        verdict = "ok" if ratio <= TARGETS[key] else "over target"
+        print(f"{key:<4} {ratio:6.3f}× (target ≤ {TARGETS[key]:g}×, {verdict}): {WHAT[key]}")
+    return 0

@@ -103,6 +103,25 @@ def test_stage_activations_are_torchvisions_at_the_named_modules(
         torch.testing.assert_close(actual[stage], expected[stage], rtol=0, atol=1e-5)
 
 
+def test_forward_from_a_stage_gives_the_logits_of_a_full_forward(
+    arch: str, random_model: ModelOf
+) -> None:
+    model = random_model(arch)
+    x = torch.randn(1, 3, 80, 112, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        stages = _capture(model, dict(model.stages), x)
+        expected = model(x)
+        for stage in STAGE_NAMES:
+            torch.testing.assert_close(
+                model.forward_from(stage, stages[stage]), expected, rtol=0, atol=1e-5
+            )
+
+
+def test_forward_from_an_unknown_stage_names_the_choices(random_model: ModelOf) -> None:
+    with pytest.raises(ValueError, match="unknown stage 'C6': choose one of C1, C2, C3, C4, C5"):
+        random_model("vgg16").forward_from("C6", torch.zeros(1, 512, 14, 14))
+
+
 def test_stage_modules_follow_the_design_table(arch: str, random_model: ModelOf) -> None:
     model = random_model(arch)
     assert list(model.stages) == list(STAGE_NAMES)

@@ -1,0 +1,27 @@
+"""fmviz's engine, free of Qt: usable from a script, a notebook or the desktop app.
+
+Examples::
+
+    from visualizer.core import Analyzer, load_image
+
+    analyzer = Analyzer("resnet101", weights="random", device="cpu")
+    result = analyzer.analyze("photo.jpg")
+    cam = analyzer.gradcam(result, stage="C5", target=None)
+"""
+
+from visualizer.core.analysis import AnalysisResult, Analyzer
+from visualizer.core.attribution import GradCam
+from visualizer.core.device import DeviceError, resolve_device
+from visualizer.core.images import ImageLoadError, load_image
+from visualizer.core.preprocess import Preprocessing
+
+__all__ = [
+    "AnalysisResult",
+    "Analyzer",
+    "DeviceError",
+    "GradCam",
+    "ImageLoadError",
+    "Preprocessing",
+    "load_image",
+    "resolve_device",
+]

@@ -1,0 +1,225 @@
+"""Side-by-side benchmarks of fmviz against torchvision's own model and Captum called directly.
+
+Each ratio is ours ÷ reference, both timed in the same run, interleaved, as medians; the
+machine's noise hits both sides alike. The targets are those of DESIGN.md §6.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from models import STAGE_NAMES
+from visualizer.core.analysis import Analyzer
+from visualizer.core.export import ExportOptions, export_result
+from visualizer.core.images import load_image
+from visualizer.core.render import render_grid
+
+SAMPLE = Path(__file__).resolve().parents[2] / "assets" / "samples" / "astronaut.jpg"
+TARGETS = {"P1": 1.10, "P2": 1.05, "P3": 0.6, "P3b": 0.3, "P4": 0.10, "P4b": 1.5}
+WHAT = {
+    "P1": "analyze() vs a bare inference_mode forward of torchvision's model",
+    "P2": "analyze() with per-layer timing vs without",
+    "P3": "gradcam() of C5 after analyze() vs Captum's LayerGradCam on torchvision's model",
+    "P3b": "gradcams() of C1–C5 vs Captum's LayerGradCam called once per stage",
+    "P4": "rendering the largest stage grid to RGBA vs one forward",
+    "P4b": "writing five grid PNGs and the Grad-CAM overlay PNG vs one forward",
+}
+
+
+@dataclass
+class BenchReport:
+    """Medians in milliseconds, the ratios they give, and the per-layer medians."""
+
+    model: str
+    device: str
+    runs: int
+    medians_ms: dict[str, float]
+    layers: list[tuple[str, str, float]]  # (layer, type, median ms)
+    largest_stage: str
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        m = self.medians_ms
+        forward = m["torchvision forward"]
+        return {
+            "P1": m["analyze"] / forward,
+            "P2": m["analyze"] / m["analyze, timing off"],
+            "P3": m["gradcam C5"] / m["Captum LayerGradCam C5"],
+            "P3b": m["gradcams C1–C5"] / m["Captum LayerGradCam ×5"],
+            "P4": m["render grid"] / forward,
+            "P4b": m["write PNGs"] / forward,
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        """Machine-readable results: ratios, targets, medians, per-layer medians."""
+        ratios = self.ratios
+        return {
+            "model": self.model,
+            "device": self.device,
+            "runs": self.runs,
+            "versions": self.versions,
+            "ratios": {key: round(value, 4) for key, value in ratios.items()},
+            "targets": TARGETS,
+            "met": {key: ratios[key] <= TARGETS[key] for key in TARGETS},
+            "what": WHAT,
+            "largest_stage": self.largest_stage,
+            "medians_ms": {key: round(value, 3) for key, value in self.medians_ms.items()},
+            "layers": [
+                {"layer": name, "type": kind, "median_ms": round(ms, 4)}
+                for name, kind, ms in self.layers
+            ],
+        }
+
+
+def run_bench(
+    model: str,
+    device: str = "auto",
+    runs: int = 10,
+    *,
+    warmup: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> BenchReport:
+    """Measure ``model`` (random weights) on ``device`` against torchvision and Captum."""
+    import captum
+    import torchvision
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    analyzer = Analyzer(model, weights="random", device=device, progress=False)
+    reference = _torchvision_twin(analyzer.model)
+    image, source = _sample()
+    result = analyzer.analyze(image, source=source)
+    x = result.input.to(analyzer.device)
+    target = result.topk[0][0]
+    size = result.size
+    largest = max(STAGE_NAMES, key=lambda s: result.stages[s].numel())
+    reference_stages = _matching_modules(reference, analyzer.model)
+    cams = analyzer.gradcams(result, STAGE_NAMES)
+    options = ExportOptions()
+    sync = _synchroniser(analyzer.device)
+
+    def bare_forward() -> None:
+        with torch.inference_mode():
+            reference(x)
+
+    def analyze(timings: bool) -> Callable[[], None]:
+        def run() -> None:
+            nonlocal result  # Grad-CAM below reuses the latest analysis, as the app does
+            analyzer.timings = timings
+            try:
+                result = analyzer.analyze(image, source=source)
+            finally:
+                analyzer.timings = True
+            layer_runs.append(result.timings)
+
+        return run
+
+    def captum_gradcam(stages: list[str]) -> Callable[[], None]:
+        def run() -> None:
+            for stage in stages:
+                cam = LayerGradCam(reference, reference_stages[stage]).attribute(
+                    x, target=target, relu_attributions=True
+                )
+                LayerAttribution.interpolate(cam, size, "bilinear")
+
+        return run
+
+    with tempfile.TemporaryDirectory(prefix="fmviz-bench-") as folder:
+        cases: dict[str, Callable[[], object]] = {
+            "torchvision forward": bare_forward,
+            "analyze": analyze(True),
+            "analyze, timing off": analyze(False),
+            "gradcam C5": lambda: analyzer.gradcam(result, "C5"),
+            "Captum LayerGradCam C5": captum_gradcam(["C5"]),
+            "gradcams C1–C5": lambda: analyzer.gradcams(result, STAGE_NAMES),
+            "Captum LayerGradCam ×5": captum_gradcam(list(STAGE_NAMES)),
+            "render grid": lambda: render_grid(result.stages[largest]).rgba(),
+            "write PNGs": lambda: export_result(
+                analyzer, result, folder, "bench", options, cams=cams
+            ),
+        }
+        samples: dict[str, list[float]] = defaultdict(list)
+        layer_runs: list[list[tuple[str, str, float]]] = []
+        for run in range(warmup + runs):
+            if run == warmup:
+                samples.clear()
+                layer_runs.clear()
+            for name, case in cases.items():
+                sync()
+                start = time.perf_counter()
+                case()
+                sync()
+                samples[name].append((time.perf_counter() - start) * 1e3)
+            if progress is not None:
+                progress(run + 1, warmup + runs)
+
+    return BenchReport(
+        model=model,
+        device=analyzer.describe_device(),
+        runs=runs,
+        medians_ms={name: statistics.median(values) for name, values in samples.items()},
+        layers=_layer_medians([t for t in layer_runs if t]),
+        largest_stage=largest,
+        versions={
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "captum": captum.__version__,
+            "pillow": Image.__version__,
+        },
+    )
+
+
+def _sample() -> tuple[Image.Image, str]:
+    """The bundled sample photo, or, where it is not installed, a synthetic one of its size."""
+    if SAMPLE.is_file():
+        return load_image(SAMPLE), str(SAMPLE)
+    ramp = torch.linspace(0, 255, 512).to(torch.uint8)
+    pixels = torch.stack(
+        (*torch.meshgrid(ramp, ramp.flip(0), indexing="ij"), ramp.expand(512, 512)), -1
+    )
+    return Image.fromarray(pixels.numpy(), "RGB"), "<synthetic 512×512 gradient>"
+
+
+def _torchvision_twin(model: nn.Module) -> nn.Module:
+    """torchvision's own network of the same architecture, holding the same weights."""
+    import torchvision
+
+    twin = getattr(torchvision.models, model.arch)(weights=None)
+    twin.load_state_dict(model.state_dict())
+    device = next(model.parameters()).device
+    return twin.to(device).eval()
+
+
+def _matching_modules(reference: nn.Module, model: nn.Module) -> dict[str, nn.Module]:
+    """The modules of ``reference`` at the names of ``model``'s stage modules."""
+    names = {id(module): name for name, module in model.named_modules()}
+    modules = dict(reference.named_modules())
+    return {stage: modules[names[id(module)]] for stage, module in model.stages.items()}
+
+
+def _layer_medians(runs: list[list[tuple[str, str, float]]]) -> list[tuple[str, str, float]]:
+    if not runs:
+        return []
+    return [
+        (name, kind, statistics.median(run[index][2] for run in runs))
+        for index, (name, kind, _) in enumerate(runs[0])
+    ]
+
+
+def _synchroniser(device: torch.device) -> Callable[[], None]:
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    if device.type == "mps":
+        return torch.mps.synchronize
+    return lambda: None

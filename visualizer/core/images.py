@@ -1,0 +1,183 @@
+"""Reading user images: validated, oriented, 8-bit RGB, or a one-line ``ImageLoadError``.
+
+The declared size is checked before any pixel is decoded, so a decompression bomb costs nothing.
+Only raster formats that Pillow decodes by itself are opened: never EPS (which runs
+Ghostscript), never vector formats.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from models.weights import PATH_SHOWN, shown
+
+# Enough for a 108-megapixel camera; four times Pillow's default warning threshold of 89 MP is
+# far beyond anything a 224-pixel network input needs.
+MAX_PIXELS = 128 * 1024 * 1024
+# Raster formats decoded by Pillow alone; anything else is refused with its format's name.
+FORMATS = (
+    "AVIF",
+    "BMP",
+    "DIB",
+    "GIF",
+    "ICO",
+    "JPEG",
+    "JPEG2000",
+    "MPO",
+    "PCX",
+    "PNG",
+    "PPM",
+    "QOI",
+    "SGI",
+    "TGA",
+    "TIFF",
+    "WEBP",
+)
+# Transparent pixels are shown over the ImageNet mean colour, which the networks' input
+# normalisation turns into zero: the most neutral thing a network can be shown.
+BACKGROUND = (124, 116, 104)
+REASON_SHOWN = 200  # characters of a library's error message shown
+VECTOR_MARKERS = (b"<svg", b"<?xml", b"%!PS", b"%PDF")
+
+
+class ImageLoadError(ValueError):
+    """An image could not be read; the message is ``"<file>: <reason>"`` on one line."""
+
+
+def load_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Read ``path`` as an 8-bit RGB image with its EXIF orientation applied.
+
+    Any mode is converted faithfully (16-bit and float images are scaled, not clipped;
+    transparency is flattened onto ``BACKGROUND``); animations give their first frame.
+
+    Raises:
+        ImageLoadError: not a readable raster image, too large, truncated, or not a file.
+    """
+    path = Path(path)
+    name = shown(path, PATH_SHOWN)
+    if path.is_dir():
+        raise ImageLoadError(f"{name}: is a folder, not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path, formats=FORMATS)
+    except FileNotFoundError:
+        raise ImageLoadError(f"{name}: no such file") from None
+    except PermissionError:
+        raise ImageLoadError(f"{name}: permission denied") from None
+    except Image.DecompressionBombError:
+        raise ImageLoadError(f"{name}: {_too_large_reason(None)}") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{name}: {_unidentified_reason(path)}") from None
+    except OSError as error:
+        raise ImageLoadError(f"{name}: cannot be read ({_reason(error)})") from None
+    with image:
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise ImageLoadError(f"{name}: the image is empty ({width}×{height} pixels)")
+        if width * height > MAX_PIXELS:
+            raise ImageLoadError(f"{name}: {_too_large_reason((width, height))}")
+        try:
+            image.load()
+            # After load(): reading EXIF from a PNG before it would decode the image unchecked.
+            oriented = ImageOps.exif_transpose(image)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise ImageLoadError(
+                f"{name}: truncated or corrupt {image.format} data ({_reason(error)})"
+            ) from None
+        try:
+            return to_rgb(oriented)
+        except ValueError as error:
+            raise ImageLoadError(f"{name}: {error}") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB copy of ``image``: high bit depths scaled, transparency flattened.
+
+    Raises:
+        ValueError: a colour mode Pillow cannot turn into RGB.
+    """
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        image = _to_8_bit(image)
+    if image.mode == "P":
+        # Palette images may hide transparency in their palette or in info["transparency"].
+        image = image.convert("RGBA" if _has_transparency(image) else "RGB")
+    if image.mode in ("LA", "La", "PA", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        flat = Image.new("RGB", image.size, BACKGROUND)
+        flat.paste(image, mask=image.getchannel("A"))
+        return flat
+    if image.mode == "L" and "transparency" in image.info:
+        return to_rgb(image.convert("RGBA"))
+    if image.mode == "RGB":
+        return image.copy()
+    try:
+        return image.convert("RGB")
+    except ValueError:
+        raise ValueError(f"{image.mode} images are not supported") from None
+
+
+def _to_8_bit(image: Image.Image) -> Image.Image:
+    """Scale a 16-bit, 32-bit or float greyscale image to 8 bits.
+
+    Integer images are scaled by their type's range (16-bit: ÷257). Float images in [0, 1]
+    are scaled by 255; any other range, and 32-bit integers beyond 16 bits, are stretched from
+    their minimum to their maximum, since no fixed range fits them.
+    """
+    pixels = np.asarray(image, dtype=np.float64)
+    finite = pixels[np.isfinite(pixels)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if image.mode == "F" and low >= 0.0 and high <= 1.0:
+        low, high = 0.0, 1.0
+    elif image.mode != "F" and low >= 0 and high <= 65535:
+        low, high = 0.0, 65535.0
+    span = high - low
+    scaled = (pixels - low) * (255.0 / span) if span > 0 else np.zeros_like(pixels)
+    scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    return "transparency" in image.info or (
+        image.palette is not None and image.palette.mode == "RGBA"
+    )
+
+
+def _too_large_reason(size: tuple[int, int] | None) -> str:
+    limit = f"the limit is {MAX_PIXELS // 1_000_000} megapixels"
+    if size is None:
+        return f"declares far more pixels than an image should ({limit})"
+    width, height = size
+    return f"{width}×{height} pixels is {width * height / 1e6:.0f} megapixels; {limit}"
+
+
+def _unidentified_reason(path: Path) -> str:
+    try:
+        with path.open("rb") as file:
+            head = file.read(512)
+    except OSError as error:
+        return f"cannot be read ({_reason(error)})"
+    if not head:
+        return "the file is empty"
+    lowered = head.lstrip().lower()
+    if lowered.startswith(VECTOR_MARKERS[:2]) or b"<svg" in lowered:
+        return "SVG is a vector format; save it as PNG or JPEG first"
+    if lowered.startswith(VECTOR_MARKERS[2:]):
+        return "PostScript and PDF are not supported; save the picture as PNG or JPEG first"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as other:
+                return f"{other.format} images are not supported; use PNG, JPEG, WebP or TIFF"
+    except Exception:  # noqa: BLE001 - any failure here just means "not an image"
+        return "not an image (unrecognised or corrupt data)"
+
+
+def _reason(error: BaseException) -> str:
+    return shown(" ".join(str(error).split()) or type(error).__name__, REASON_SHOWN)
