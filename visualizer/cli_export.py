@@ -38,32 +38,45 @@ def export_images(args: argparse.Namespace, *, error: Callable[[str], None]) -> 
         scale=args.scale,
         order=args.order,
     )
-    inputs = list(dict.fromkeys(args.images))  # the same argument twice is one input
+    inputs = _distinct(args.images)
     stems = _unique_stems(inputs)
     progress = Progress(len(inputs), label="")
     failures = written = 0
-    for done, (path, stem) in enumerate(zip(inputs, stems, strict=True)):
-        name = shown(path, PATH_SHOWN)
-        progress.update(done, label=name)
-        try:
-            image = load_image(path)
-            for analyzer in analyzers:
-                result = analyzer.analyze(image, source=os.fspath(path))
-                written += len(export_result(analyzer, result, out, stem, options))
-        except ImageLoadError as failure:
-            failures += 1
-            progress.message(f"error: {failure}")
-        except OSError as failure:
-            failures += 1
-            reason = failure.strerror or str(failure)
-            progress.message(f"error: {name}: cannot write to {shown(out, PATH_SHOWN)} ({reason})")
-    progress.close()
+    try:
+        for done, (path, stem) in enumerate(zip(inputs, stems, strict=True)):
+            progress.update(done, label=shown(path, PATH_SHOWN))
+            outcome = _export_one(path, stem, analyzers, out, options)
+            if isinstance(outcome, str):
+                failures += 1
+                progress.message(f"error: {outcome}")
+            else:
+                written += outcome
+        progress.update(len(inputs))
+    finally:
+        progress.close()
     for analyzer in analyzers:
         if analyzer.notice:
             print(f"note: {analyzer.notice}", flush=True)
     done_count = len(inputs) - failures
     print(f"exported {done_count} of {len(inputs)} images ({written} files) to {out}", flush=True)
     return 1 if failures else 0
+
+
+def _export_one(
+    path: str, stem: str, analyzers: list[Analyzer], out: Path, options: ExportOptions
+) -> int | str:
+    """The number of files written for ``path``, or why it failed (``"<file>: <reason>"``)."""
+    try:
+        image = load_image(path)
+        return sum(
+            len(export_result(analyzer, analyzer.analyze(image, source=path), out, stem, options))
+            for analyzer in analyzers
+        )
+    except ImageLoadError as failure:
+        return str(failure)
+    except OSError as failure:
+        reason = failure.strerror or str(failure)
+        return f"{shown(path, PATH_SHOWN)}: cannot write to {shown(out, PATH_SHOWN)} ({reason})"
 
 
 def _unwritable(folder: Path) -> str | None:
@@ -81,13 +94,30 @@ def _unwritable(folder: Path) -> str | None:
     return None
 
 
-def _unique_stems(paths: list[str]) -> list[str]:
-    """File stems, with ``-2``, ``-3`` … added where two inputs share one."""
-    seen: dict[str, int] = {}
-    stems = []
+def _distinct(paths: list[str]) -> list[str]:
+    """``paths`` without repeats: the same file named twice, however spelt, is one input."""
+    seen: set[str] = set()
+    distinct = []
     for path in paths:
-        stem = Path(path).stem or "image"
-        count = seen.get(stem, 0) + 1
-        seen[stem] = count
-        stems.append(stem if count == 1 else f"{stem}-{count}")
-    return stems
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(path)
+    return distinct
+
+
+def _unique_stems(paths: list[str]) -> list[str]:
+    """File stems, with ``-2``, ``-3`` … added where an input's stem is taken already."""
+    stems = [Path(path).stem or "image" for path in paths]
+    taken = set(stems)
+    unique = []
+    for index, stem in enumerate(stems):
+        name = stem
+        if stem in stems[:index]:
+            count = 2
+            while f"{stem}-{count}" in taken:
+                count += 1
+            name = f"{stem}-{count}"
+            taken.add(name)
+        unique.append(name)
+    return unique

@@ -7,6 +7,7 @@ Ghostscript), never vector formats.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from pathlib import Path
@@ -19,7 +20,8 @@ from models.weights import PATH_SHOWN, shown
 # Enough for a 108-megapixel camera; four times Pillow's default warning threshold of 89 MP is
 # far beyond anything a 224-pixel network input needs.
 MAX_PIXELS = 128 * 1024 * 1024
-# Raster formats decoded by Pillow alone; anything else is refused with its format's name.
+# Raster formats decoded by Pillow alone (JPEG covers MPO); anything else is refused with its
+# format's name. Those a Pillow release lacks (AVIF before 11.2) are left out at first use.
 FORMATS = (
     "AVIF",
     "BMP",
@@ -28,7 +30,6 @@ FORMATS = (
     "ICO",
     "JPEG",
     "JPEG2000",
-    "MPO",
     "PCX",
     "PNG",
     "PPM",
@@ -41,8 +42,11 @@ FORMATS = (
 # Transparent pixels are shown over the ImageNet mean colour, which the networks' input
 # normalisation turns into zero: the most neutral thing a network can be shown.
 BACKGROUND = (124, 116, 104)
+COLOUR_KEY_MODES = ("1", "L", "I", "I;16", "RGB")
 REASON_SHOWN = 200  # characters of a library's error message shown
-VECTOR_MARKERS = (b"<svg", b"<?xml", b"%!PS", b"%PDF")
+# How SVG, PostScript (text and DOS binary EPS) and PDF files begin, in lower case.
+SVG_MARKERS = (b"<svg", b"<?xml")
+POSTSCRIPT_MARKERS = (b"%!ps", b"%pdf", b"\xc5\xd0\xd3\xc6")
 
 
 class ImageLoadError(ValueError):
@@ -65,7 +69,7 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path, formats=FORMATS)
+            image = Image.open(path, formats=_formats())
     except FileNotFoundError:
         raise ImageLoadError(f"{name}: no such file") from None
     except PermissionError:
@@ -102,6 +106,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     Raises:
         ValueError: a colour mode Pillow cannot turn into RGB.
     """
+    if "transparency" in image.info and image.mode in COLOUR_KEY_MODES:
+        return _flatten_colour_key(image)
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         image = _to_8_bit(image)
     if image.mode == "P":
@@ -113,14 +119,32 @@ def to_rgb(image: Image.Image) -> Image.Image:
         flat = Image.new("RGB", image.size, BACKGROUND)
         flat.paste(image, mask=image.getchannel("A"))
         return flat
-    if image.mode == "L" and "transparency" in image.info:
-        return to_rgb(image.convert("RGBA"))
     if image.mode == "RGB":
         return image.copy()
     try:
         return image.convert("RGB")
     except ValueError:
         raise ValueError(f"{image.mode} images are not supported") from None
+
+
+def _flatten_colour_key(image: Image.Image) -> Image.Image:
+    """Flatten an image whose one colour (PNG's tRNS) means "transparent" onto BACKGROUND."""
+    values = np.asarray(image)
+    key = np.asarray(image.info["transparency"], dtype=values.dtype)
+    opaque = values != key
+    if opaque.ndim == 3:
+        opaque = opaque.any(axis=-1)
+    plain = image.copy()
+    del plain.info["transparency"]
+    flat = Image.new("RGB", image.size, BACKGROUND)
+    flat.paste(to_rgb(plain), mask=Image.fromarray(opaque.astype(np.uint8) * 255, "L"))
+    return flat
+
+
+@functools.cache
+def _formats() -> tuple[str, ...]:
+    Image.init()
+    return tuple(name for name in FORMATS if name in Image.OPEN)
 
 
 def _to_8_bit(image: Image.Image) -> Image.Image:
@@ -166,9 +190,9 @@ def _unidentified_reason(path: Path) -> str:
     if not head:
         return "the file is empty"
     lowered = head.lstrip().lower()
-    if lowered.startswith(VECTOR_MARKERS[:2]) or b"<svg" in lowered:
+    if lowered.startswith(SVG_MARKERS) or b"<svg" in lowered:
         return "SVG is a vector format; save it as PNG or JPEG first"
-    if lowered.startswith(VECTOR_MARKERS[2:]):
+    if lowered.startswith(POSTSCRIPT_MARKERS):
         return "PostScript and PDF are not supported; save the picture as PNG or JPEG first"
     try:
         with warnings.catch_warnings():

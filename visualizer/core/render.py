@@ -217,9 +217,9 @@ def quantize(values: torch.Tensor, *, per_channel: bool) -> np.ndarray:
     else:
         low, high = torch.aminmax(flat)
     span = high - low
-    factor = torch.where(span > 0, (LEVELS - 1) / span, torch.zeros_like(span))
-    # (x - low) * factor, rounded: one fused pass; the result lies in [0.5, LEVELS - 0.5].
-    levels = torch.addcmul(0.5 - low * factor, flat, factor).to(torch.uint8)
+    # Subtract before scaling: x·f − low·f loses whole levels to rounding far from zero.
+    scaled = (flat - low).div_(torch.where(span > 0, span, torch.ones_like(span)))
+    levels = scaled.mul_(LEVELS - 1).add_(0.5).clamp_(0, LEVELS - 1).to(torch.uint8)
     return levels.reshape(values.shape).cpu().numpy()
 
 

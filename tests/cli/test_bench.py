@@ -1,0 +1,162 @@
+"""``fmviz bench``: one real run, read as JSON and as text; whether targets are met is not tested.
+
+The run takes tens of seconds on a small CPU, so it happens once per module; the text mode
+formats that same run's report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import pytest
+import torch
+
+from models import build_model
+from visualizer.cli import main
+from visualizer.core import bench
+from visualizer.core.bench import BenchReport
+from visualizer.core.timing import leaf_modules
+
+RATIOS = ("P1", "P2", "P3", "P3b", "P4", "P4b")
+DESIGN_TARGETS = {"P1": 1.10, "P2": 1.05, "P3": 0.6, "P3b": 0.3, "P4": 0.10, "P4b": 1.5}
+
+
+class BenchRun(NamedTuple):
+    status: int
+    out: str
+    err: str
+    report: BenchReport
+
+
+@pytest.fixture(scope="module")
+def bench_run(device: str) -> BenchRun:
+    """``fmviz bench --model resnet101 --runs 1 --json``, in-process, keeping its report."""
+    reports: list[BenchReport] = []
+    run_bench = bench.run_bench
+
+    def spy(*args: Any, **kwargs: Any) -> BenchReport:
+        reports.append(run_bench(*args, **kwargs))
+        return reports[-1]
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["bench", "--model", "resnet101", "--runs", "1", "--json", "--device", device]
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        patch.setattr(bench, "run_bench", spy)
+        status = main(argv)
+    assert len(reports) == 1
+    return BenchRun(status, out.getvalue(), err.getvalue(), reports[0])
+
+
+@pytest.fixture(scope="module")
+def results(bench_run: BenchRun) -> dict[str, Any]:
+    return json.loads(bench_run.out)
+
+
+def test_bench_exits_0_with_nothing_on_stderr(bench_run: BenchRun) -> None:
+    assert bench_run.status == 0
+    assert bench_run.err == ""  # stderr is not a terminal: no progress bar
+
+
+def test_the_json_names_the_run(results: dict[str, Any], device: str) -> None:
+    assert {"model", "device", "runs", "ratios", "targets", "medians_ms", "layers"} <= set(results)
+    assert results["model"] == "resnet101"
+    assert results["runs"] == 1
+    assert results["device"].startswith("CPU" if device == "cpu" else "CUDA")
+
+
+@pytest.mark.parametrize("key", RATIOS)
+def test_each_ratio_is_a_positive_finite_number(results: dict[str, Any], key: str) -> None:
+    ratio = results["ratios"][key]
+    assert isinstance(ratio, float)
+    assert math.isfinite(ratio)
+    assert ratio > 0
+
+
+def test_there_are_exactly_the_design_ratios(results: dict[str, Any]) -> None:
+    assert set(results["ratios"]) == set(RATIOS)
+    assert results["targets"] == DESIGN_TARGETS
+    assert set(results["met"]) == set(RATIOS)
+    assert all(isinstance(met, bool) for met in results["met"].values())
+
+
+def test_the_ratios_follow_from_the_medians(results: dict[str, Any]) -> None:
+    medians = results["medians_ms"]
+    assert all(math.isfinite(ms) and ms > 0 for ms in medians.values()), medians
+    forward = medians["torchvision forward"]
+    assert results["ratios"]["P1"] == pytest.approx(medians["analyze"] / forward, rel=1e-2)
+    assert results["ratios"]["P4b"] == pytest.approx(medians["write PNGs"] / forward, rel=1e-2)
+
+
+def execution_order() -> tuple[list[str], dict[str, str]]:
+    """ResNet101's leaf modules in the order a forward pass calls them, and their types."""
+    model = build_model("resnet101", "random")
+    called: list[str] = []
+    leaves = leaf_modules(model)
+    for name, module in leaves:
+        module.register_forward_pre_hook(lambda _m, _i, name=name: called.append(name))
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, 64, 64))
+    return called, {name: type(module).__name__ for name, module in leaves}
+
+
+def test_layers_are_every_leaf_once_in_execution_order(results: dict[str, Any]) -> None:
+    called, types = execution_order()
+    names = [layer["layer"] for layer in results["layers"]]
+    assert Counter(names) == Counter(types.keys())  # every leaf module, once
+    assert names == called
+    assert names.index("layer1.0.downsample.0") < names.index("layer1.0.conv1")  # not definition
+    for layer in results["layers"]:
+        assert layer["type"] == types[layer["layer"]]
+        assert math.isfinite(layer["median_ms"])
+        assert layer["median_ms"] >= 0
+
+
+def test_versions_are_the_installed_ones(results: dict[str, Any]) -> None:
+    import captum
+    import torchvision
+
+    versions = results["versions"]
+    assert versions["torch"] == torch.__version__
+    assert versions["torchvision"] == torchvision.__version__
+    assert versions["captum"] == captum.__version__
+
+
+def returning(report: BenchReport) -> Callable[..., BenchReport]:
+    return lambda *_args, **_kwargs: report
+
+
+def test_text_mode_prints_the_layer_table_and_one_line_per_ratio(
+    bench_run: BenchRun, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = bench_run.report
+    monkeypatch.setattr(bench, "run_bench", returning(report))
+    assert main(["bench", "--model", "resnet101", "--runs", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"resnet101 on {report.device}: medians of 1 runs, 224×224, batch 1"
+    assert lines[1].split() == ["layer", "type", "ms", "share"]
+    table = lines[2 : 2 + len(report.layers)]
+    assert [line.split()[:2] for line in table] == [[name, kind] for name, kind, _ in report.layers]
+    assert lines[2 + len(report.layers)].startswith("all layers")
+    ratio_lines = [line for line in lines if line.split(" ", 1)[0] in RATIOS]
+    assert [line.split()[0] for line in ratio_lines] == list(RATIOS)
+    for line, key in zip(ratio_lines, RATIOS, strict=True):
+        assert f"{report.ratios[key]:.3f}× (target ≤ {DESIGN_TARGETS[key]:g}×" in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_bench_on_cuda_without_a_gpu_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--device", "cuda", "--runs", "1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: CUDA is not available")
+    assert captured.err.count("\n") == 1
+    assert captured.out == ""

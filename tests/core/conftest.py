@@ -1,0 +1,85 @@
+"""Analyzers with random weights, built once, and torchvision's twins holding the same weights."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torchvision
+from PIL import Image
+from torch import nn
+
+from visualizer.core import Analyzer
+
+AnalyzerOf = Callable[[str], Analyzer]
+
+
+def gradient_image(width: int = 96, height: int = 72, seed: int = 0) -> Image.Image:
+    """A small RGB picture with structure in it: smooth ramps plus a little noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack(
+        [255 * x / max(width - 1, 1), 255 * y / max(height - 1, 1), 128 + 60 * np.sin(x / 5)],
+        axis=-1,
+    )
+    pixels += rng.normal(0, 12, pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture(scope="session", params=["vgg16", "resnet101"])
+def arch(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def analyzer_of(device: str) -> AnalyzerOf:
+    """The shared analyzer of an architecture, random weights, on the test device."""
+    return functools.cache(
+        lambda arch: Analyzer(arch, weights="random", device=device, progress=False)
+    )
+
+
+@pytest.fixture(scope="session")
+def twin_of(analyzer_of: AnalyzerOf) -> Callable[[str], nn.Module]:
+    """torchvision's own network holding the shared analyzer's weights, on the same device."""
+
+    def build(arch: str) -> nn.Module:
+        analyzer = analyzer_of(arch)
+        twin = getattr(torchvision.models, arch)(weights=None)
+        twin.load_state_dict(analyzer.model.state_dict())
+        return twin.to(analyzer.device).eval()
+
+    return functools.cache(build)
+
+
+@pytest.fixture(scope="session")
+def twin_stage_module(twin_of: Callable[[str], nn.Module], analyzer_of: AnalyzerOf):
+    """``(arch, stage)`` → the module of torchvision's twin at the name of our stage module."""
+
+    def find(arch: str, stage: str) -> nn.Module:
+        analyzer = analyzer_of(arch)
+        names = {id(module): name for name, module in analyzer.model.named_modules()}
+        return dict(twin_of(arch).named_modules())[names[id(analyzer.model.stages[stage])]]
+
+    return find
+
+
+@pytest.fixture(scope="session")
+def hooks_left() -> Callable[[nn.Module], int]:
+    """The number of forward, pre-forward and backward hooks on all modules of a network."""
+    return lambda model: sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        for m in model.modules()
+    )
+
+
+@pytest.fixture(scope="session")
+def make_image() -> Callable[..., Image.Image]:
+    return gradient_image
+
+
+@pytest.fixture
+def image() -> Image.Image:
+    return gradient_image()
