@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -442,3 +443,23 @@ def test_bad_usage_end_to_end_exits_2_without_a_traceback(tmp_path: Path) -> Non
     assert result.stderr.splitlines()[-1].startswith("fmviz export: error: argument --stages:")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_imagenet_weights_say_how_to_get_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def offline(*_args: object, **_kwargs: object) -> socket.socket:
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setattr(socket, "create_connection", offline)
+    image = write_image(tmp_path / "p.jpg")
+    status = main(["export", str(image), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.count("\n") == 1
+    assert err.startswith("error: ")
+    assert "resnet101-cd907fc2.pth" in err
+    assert str(tmp_path / "torch-home" / "hub" / "checkpoints") in err
+    assert "--weights random" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

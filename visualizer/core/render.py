@@ -106,7 +106,8 @@ class Grid:
 
     def rgba(self) -> np.ndarray:
         """The grid as an ``(H, W, 4)`` uint8 RGBA array."""
-        return np.asarray(self.to_image().convert("RGBA"))
+        colours = self.palette.view(np.uint32).reshape(-1)  # one 32-bit word a colour
+        return colours[self.indices].view(np.uint8).reshape(*self.indices.shape, 4)
 
     def to_image(self) -> Image.Image:
         """The grid as a palette image (mode ``"P"``), which PNG stores at one byte a pixel."""
@@ -180,23 +181,20 @@ def render_grid(
     if channels != list(range(stage.shape[0])):
         values = values[torch.as_tensor(channels, device=values.device)]
     levels = quantize(values, per_channel=scale == "channel")
-    grid = np.full(
-        (layout.rows * (height + gutter), layout.columns * (width + gutter)),
-        GUTTER_INDEX,
-        np.uint8,
-    )
-    tiles = grid.reshape(layout.rows, height + gutter, layout.columns, width + gutter)
+    grid = np.full(layout.shape, GUTTER_INDEX, np.uint8)
     full_rows, rest = divmod(len(channels), layout.columns)
-    # Tiles land straight in their places in the grid: a view, no intermediate copy.
+    # Tiles are written straight into their places in the grid, through a strided view.
+    tiles = np.lib.stride_tricks.as_strided(
+        grid,
+        shape=(layout.rows, height, layout.columns, width),
+        strides=((height + gutter) * grid.shape[1], grid.shape[1], width + gutter, 1),
+    )
     blocks = levels[: full_rows * layout.columns].reshape(full_rows, layout.columns, height, width)
-    tiles[:full_rows, :height, :, :width] = blocks.transpose(0, 2, 1, 3)
+    tiles[:full_rows] = blocks.transpose(0, 2, 1, 3)
     if rest:
-        tiles[full_rows, :height, :rest, :width] = levels[full_rows * layout.columns :].transpose(
-            1, 0, 2
-        )
-    grid_height, grid_width = layout.shape
+        tiles[full_rows, :, :rest] = levels[full_rows * layout.columns :].transpose(1, 0, 2)
     return Grid(
-        indices=np.ascontiguousarray(grid[:grid_height, :grid_width]),
+        indices=grid,
         palette=palette,
         layout=layout,
         colormap=colormap,
@@ -217,9 +215,12 @@ def quantize(values: torch.Tensor, *, per_channel: bool) -> np.ndarray:
     else:
         low, high = torch.aminmax(flat)
     span = high - low
-    # Subtract before scaling: x·f − low·f loses whole levels to rounding far from zero.
-    scaled = (flat - low).div_(torch.where(span > 0, span, torch.ones_like(span)))
-    levels = scaled.mul_(LEVELS - 1).add_(0.5).clamp_(0, LEVELS - 1).to(torch.uint8)
+    # Subtract, then divide by the span: x·f − low·f would lose whole levels far from zero,
+    # and LEVELS / span would overflow for a denormal span.
+    unit = (flat - low).div_(torch.where(span > 0, span, torch.ones_like(span)))
+    # ½ + (LEVELS − 1)·unit, truncated: rounded levels 0 … LEVELS − 1, in one in-place pass.
+    torch.add(torch.tensor(0.5, dtype=unit.dtype), unit, alpha=LEVELS - 1, out=unit)
+    levels = unit.to(torch.uint8)
     return levels.reshape(values.shape).cpu().numpy()
 
 

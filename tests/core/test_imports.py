@@ -1,0 +1,31 @@
+"""The core stands without Qt, and the command line starts without the heavy libraries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+QT_MODULES = ("PySide6", "shiboken6", "pyqtgraph", "PyQt5", "PyQt6")
+
+
+def _modules_after(statement: str) -> set[str]:
+    code = f"{statement}; import sys; print('\\n'.join(sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return set(result.stdout.split())
+
+
+def test_the_core_imports_no_qt() -> None:
+    loaded = _modules_after(
+        "import visualizer.core, visualizer.core.render, visualizer.core.export, "
+        "visualizer.core.bench, visualizer.cli_export"
+    )
+    assert "visualizer.core.analysis" in loaded
+    assert not {name for name in loaded if name.split(".")[0] in QT_MODULES}
+
+
+def test_the_command_line_loads_neither_torch_nor_qt_before_it_is_needed() -> None:
+    loaded = _modules_after("import visualizer.cli")
+    assert "visualizer.cli" in loaded
+    assert not {name for name in loaded if name.split(".")[0] in {"torch", *QT_MODULES}}
