@@ -182,7 +182,7 @@ class Analyzer:
             activation = self._latest[1][first]
         else:
             activation = result.stages[first].to(self.device).unsqueeze(0)
-        return stage_gradients(self.model, {first: activation}, stages, target)
+        return stage_gradients(self.model, stages, activation, target)
 
     @contextmanager
     def _captured(self, stages: dict[str, torch.Tensor]) -> Iterator[None]:

@@ -9,7 +9,7 @@ operation for operation, so the maps agree with it to float rounding.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,21 +31,17 @@ class GradCam:
 
 
 def stage_gradients(
-    model: nn.Module,
-    activations: Mapping[str, torch.Tensor],
-    stages: Sequence[str],
-    target: int,
+    model: nn.Module, stages: Sequence[str], start: torch.Tensor, target: int
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The stage outputs and the gradients of logit ``target`` with respect to them.
+    """The outputs of ``stages`` and the gradients of logit ``target`` with respect to them.
 
-    ``activations`` holds each stage's output ``(1, C, H, W)`` on the model's device; only the
-    earliest of ``stages`` is used, and the network runs from there (``model.forward_from``).
-    Gradients flow through tensor hooks only, never module backward hooks, which in-place
-    ReLUs break.
+    ``start`` is the output ``(1, C, H, W)`` of the earliest of ``stages``, on the model's
+    device; the network runs on from there (``model.forward_from``), and autograd gives every
+    gradient at once. No module backward hook is used: in-place ReLUs break them.
     """
     ordered = sorted(set(stages), key=stage_index)
     first = ordered[0]
-    outputs: dict[str, torch.Tensor] = {first: activations[first].detach().requires_grad_()}
+    outputs: dict[str, torch.Tensor] = {first: start.detach().requires_grad_()}
     handles = [
         module.register_forward_hook(
             lambda _m, _i, output, stage=stage: outputs.__setitem__(stage, output)

@@ -155,7 +155,9 @@ def run_bench(
             if run == warmup:
                 samples.clear()
                 layer_runs.clear()
-            for name, case in cases.items():
+            # Every other run in reverse order, so drift and cache order favour no side.
+            order = list(cases.items()) if run % 2 == 0 else list(reversed(cases.items()))
+            for name, case in order:
                 sync()
                 start = time.perf_counter()
                 case()

@@ -17,8 +17,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from models.weights import PATH_SHOWN, shown
 
-# Enough for a 108-megapixel camera; four times Pillow's default warning threshold of 89 MP is
-# far beyond anything a 224-pixel network input needs.
+# 134 megapixels: room for a 108-megapixel camera, and 1.5 times Pillow's own warning threshold
+# of 89 megapixels. A 224-pixel network input needs nowhere near as much.
 MAX_PIXELS = 128 * 1024 * 1024
 # Raster formats decoded by Pillow alone (JPEG covers MPO); anything else is refused with its
 # format's name. Those a Pillow release lacks (AVIF before 11.2) are left out at first use.

@@ -106,8 +106,7 @@ class Grid:
 
     def rgba(self) -> np.ndarray:
         """The grid as an ``(H, W, 4)`` uint8 RGBA array."""
-        colours = self.palette.view(np.uint32).reshape(-1)  # one 32-bit word a colour
-        return colours[self.indices].view(np.uint8).reshape(*self.indices.shape, 4)
+        return np.asarray(self.to_image().convert("RGBA"))  # Pillow's palette lookup is C
 
     def to_image(self) -> Image.Image:
         """The grid as a palette image (mode ``"P"``), which PNG stores at one byte a pixel."""
