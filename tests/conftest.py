@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -19,3 +22,17 @@ def device() -> str:
         if torch.device(name).type != "cuda" or not torch.cuda.is_available():
             pytest.fail(f"FMVIZ_TEST_DEVICE={name} is not available here")
     return name
+
+
+@pytest.fixture(scope="session")
+def modules_after() -> Callable[[str], set[str]]:
+    """The modules a fresh interpreter has loaded after running a statement."""
+
+    def run(statement: str) -> set[str]:
+        code = f"{statement}; import sys; print('\\n'.join(sys.modules))"
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+        )
+        return set(result.stdout.split())
+
+    return run

@@ -68,9 +68,12 @@ def twin_stage_module(twin_of: Callable[[str], nn.Module], analyzer_of: Analyzer
 
 @pytest.fixture(scope="session")
 def hooks_left() -> Callable[[nn.Module], int]:
-    """The number of forward, pre-forward and backward hooks on all modules of a network."""
+    """Hooks (forward, pre-forward, backward) and forward wrappers left on a network's modules."""
     return lambda model: sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._backward_hooks)
+        + ("forward" in m.__dict__)
         for m in model.modules()
     )
 

@@ -159,11 +159,14 @@ def test_hooks_are_removed_when_the_forward_fails(
     def broken(_x: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("broken layer")
 
-    monkeypatch.setattr(analyzer.model.layer3[5].conv2, "forward", broken)
+    layer = analyzer.model.layer3[5].conv2
+    monkeypatch.setattr(layer, "forward", broken)
     with pytest.raises(RuntimeError, match="broken layer"):
         analyzer.analyze(image)
-    assert hooks_left(analyzer.model) == 0
+    assert layer.forward is broken  # the timing wrapper gave back what it found
+    assert hooks_left(analyzer.model) == 1  # that patched forward, nothing else
     monkeypatch.undo()
+    assert hooks_left(analyzer.model) == 0
     assert len(analyzer.analyze(image).timings) == len(leaf_modules(analyzer.model))
 
 

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from collections.abc import Callable
 
 QT_MODULES = ("PySide6", "shiboken6", "pyqtgraph", "PyQt5", "PyQt6")
 
 
-def _modules_after(statement: str) -> set[str]:
-    code = f"{statement}; import sys; print('\\n'.join(sys.modules))"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    return set(result.stdout.split())
-
-
-def test_the_core_imports_no_qt() -> None:
-    loaded = _modules_after(
+def test_the_core_imports_no_qt(modules_after: Callable[[str], set[str]]) -> None:
+    loaded = modules_after(
         "import visualizer.core, visualizer.core.render, visualizer.core.export, "
         "visualizer.core.bench, visualizer.cli_export"
     )
@@ -25,7 +16,9 @@ def test_the_core_imports_no_qt() -> None:
     assert not {name for name in loaded if name.split(".")[0] in QT_MODULES}
 
 
-def test_the_command_line_loads_neither_torch_nor_qt_before_it_is_needed() -> None:
-    loaded = _modules_after("import visualizer.cli")
+def test_the_command_line_loads_neither_torch_nor_qt_before_it_is_needed(
+    modules_after: Callable[[str], set[str]],
+) -> None:
+    loaded = modules_after("import visualizer.cli")
     assert "visualizer.cli" in loaded
     assert not {name for name in loaded if name.split(".")[0] in {"torch", *QT_MODULES}}

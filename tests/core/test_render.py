@@ -367,14 +367,6 @@ def test_colormap_ends_match_the_cmap_library(name: str) -> None:
     np.testing.assert_array_equal(table[-1], colormap(1.0, bytes=True))
 
 
-def test_viridis_ends() -> None:
-    table = colormap_table("viridis")
-    viridis = cmap.Colormap("viridis")
-    np.testing.assert_array_equal(table[0], viridis(0.0, bytes=True))
-    np.testing.assert_array_equal(table[255], viridis(1.0, bytes=True))
-    assert tuple(table[0]) != tuple(table[255])
-
-
 def test_gray_runs_from_black_to_white() -> None:
     table = colormap_table("gray").astype(int)
     assert tuple(table[0]) == (0, 0, 0, 255)
