@@ -284,3 +284,14 @@ def _resident_bytes() -> int:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_an_input_already_made_gives_the_same_analysis(analysed, analyzer_of) -> None:
+    _, result = analysed("resnet101")
+    analyzer = analyzer_of("resnet101")
+    again = analyzer.analyze_input(result.input, result.view, source="mine")
+    assert again.source == "mine"
+    torch.testing.assert_close(again.logits, result.logits, rtol=0, atol=1e-5)
+    assert again.topk[0][0] == result.topk[0][0]
+    with pytest.raises(ValueError, match=r"expected an input of shape \(1, 3, H, W\)"):
+        analyzer.analyze_input(result.input[0], result.view)

@@ -111,6 +111,15 @@ class Analyzer:
         else:
             picture, source = load_image(image), os.fspath(image)
         x, view = self.preprocessing(picture)
+        return self.analyze_input(x, view, source=source)
+
+    def analyze_input(
+        self, x: torch.Tensor, view: Image.Image, *, source: str = "<input>"
+    ) -> AnalysisResult:
+        """Run the network on an input already made: ``x`` ``(1, 3, H, W)`` normalised, and
+        ``view``, its RGB pixels before normalisation (``preprocessing(image)`` gives both)."""
+        if x.ndim != 4 or x.shape[:2] != (1, 3):
+            raise ValueError(f"expected an input of shape (1, 3, H, W), got {tuple(x.shape)}")
         with self._lock:
             logits, stages, timings = self._on_device(self._forward, x)
             result = self._result(
