@@ -77,6 +77,9 @@ def _export_one(
     except OSError as failure:
         reason = failure.strerror or str(failure)
         return f"{shown(path, PATH_SHOWN)}: cannot write to {shown(out, PATH_SHOWN)} ({reason})"
+    except Exception as failure:  # noqa: BLE001 - one image's surprise must not stop the batch
+        reason = shown(f"{type(failure).__name__}: {failure}", PATH_SHOWN)
+        return f"{shown(path, PATH_SHOWN)}: failed unexpectedly ({reason})"
 
 
 def _unwritable(folder: Path) -> str | None:

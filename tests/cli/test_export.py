@@ -463,3 +463,23 @@ def test_missing_imagenet_weights_say_how_to_get_them(
     assert str(tmp_path / "torch-home" / "hub" / "checkpoints") in err
     assert "--weights random" in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_an_unexpected_failure_on_one_image_does_not_stop_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = write_image(tmp_path / "a.png", seed=1), write_image(tmp_path / "b.png")
+    analyze = Analyzer.analyze
+
+    def flaky(self: Analyzer, image: object, *, source: str | None = None) -> object:
+        if source == str(first):
+            raise RuntimeError("something broke")
+        return analyze(self, image, source=source)
+
+    monkeypatch.setattr(Analyzer, "analyze", flaky)
+    out = tmp_path / "out"
+    status = main(["export", str(first), str(second), "--out", str(out), "--weights", "random"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err == f"error: {first}: failed unexpectedly (RuntimeError: something broke)\n"
+    assert files_in(out) == contract_names("b")
