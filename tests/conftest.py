@@ -21,6 +21,9 @@ def device() -> str:
 
         if torch.device(name).type != "cuda" or not torch.cuda.is_available():
             pytest.fail(f"FMVIZ_TEST_DEVICE={name} is not available here")
+        # Exact comparisons with the references need full float32, not TF32 tensor cores.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     return name
 
 

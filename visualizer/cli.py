@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,11 +29,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if not words or words[0] not in COMMANDS + TOP_LEVEL_OPTIONS:
         words.insert(0, "info")  # the default command
-    args = _parser().parse_args(words)
+    parser = _parser()
+    args = parser.parse_args(words)
+    if getattr(args, "compare", False) and args.weights not in ("imagenet", "random"):
+        parser.error("--compare builds both networks: use --weights imagenet or random with it")
     try:
         return args.run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `fmviz bench | head`: the reader has gone, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as error:
+        if os.environ.get("FMVIZ_DEBUG"):
+            raise
+        # A last resort: what the commands do not expect is still one line, not a traceback.
+        reason = " ".join(str(error).split())[:300]
+        _error(f"unexpected {type(error).__name__}: {reason} (FMVIZ_DEBUG=1 shows where)")
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:

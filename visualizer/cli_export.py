@@ -58,7 +58,8 @@ def export_images(args: argparse.Namespace, *, error: Callable[[str], None]) -> 
         if analyzer.notice:
             print(f"note: {analyzer.notice}", flush=True)
     done_count = len(inputs) - failures
-    print(f"exported {done_count} of {len(inputs)} images ({written} files) to {out}", flush=True)
+    summary = f"exported {done_count} of {len(inputs)} images ({written} files)"
+    print(f"{summary} to {shown(out, PATH_SHOWN)}", flush=True)
     return 1 if failures else 0
 
 
@@ -66,20 +67,23 @@ def _export_one(
     path: str, stem: str, analyzers: list[Analyzer], out: Path, options: ExportOptions
 ) -> int | str:
     """The number of files written for ``path``, or why it failed (``"<file>: <reason>"``)."""
+    name = shown(path, PATH_SHOWN)
+    written = 0
     try:
         image = load_image(path)
-        return sum(
-            len(export_result(analyzer, analyzer.analyze(image, source=path), out, stem, options))
-            for analyzer in analyzers
-        )
+        for analyzer in analyzers:
+            result = analyzer.analyze(image, source=path)
+            try:
+                written += len(export_result(analyzer, result, out, stem, options))
+            except OSError as failure:
+                reason = shown(failure.strerror or str(failure), PATH_SHOWN)
+                return f"{name}: cannot write to {shown(out, PATH_SHOWN)} ({reason})"
     except ImageLoadError as failure:
         return str(failure)
-    except OSError as failure:
-        reason = failure.strerror or str(failure)
-        return f"{shown(path, PATH_SHOWN)}: cannot write to {shown(out, PATH_SHOWN)} ({reason})"
     except Exception as failure:  # noqa: BLE001 - one image's surprise must not stop the batch
         reason = shown(f"{type(failure).__name__}: {failure}", PATH_SHOWN)
-        return f"{shown(path, PATH_SHOWN)}: failed unexpectedly ({reason})"
+        return f"{name}: failed unexpectedly ({reason})"
+    return written
 
 
 def _unwritable(folder: Path) -> str | None:

@@ -483,3 +483,42 @@ def test_an_unexpected_failure_on_one_image_does_not_stop_the_others(
     assert status == 1
     assert err == f"error: {first}: failed unexpectedly (RuntimeError: something broke)\n"
     assert files_in(out) == contract_names("b")
+
+
+def test_compare_with_one_checkpoint_for_both_networks_is_bad_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = write_image(tmp_path / "p.jpg")
+    with pytest.raises(SystemExit) as exited:
+        main(["export", str(image), "--out", str(tmp_path), "--compare", "--weights", "x.pth"])
+    assert exited.value.code == 2
+    assert "--compare builds both networks" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_one_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("CUDA driver initialisation failed\nsecond line")
+
+    monkeypatch.setattr(cli_export, "Analyzer", broken)
+    image = write_image(tmp_path / "p.jpg")
+    status = main(["export", str(image), "--out", str(tmp_path / "out"), "--weights", "random"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err == (
+        "error: unexpected RuntimeError: CUDA driver initialisation failed second line "
+        "(FMVIZ_DEBUG=1 shows where)\n"
+    )
+
+
+def test_the_command_line_choices_are_the_engines() -> None:
+    from models import MODEL_NAMES, STAGE_NAMES
+    from visualizer import cli
+    from visualizer.core.device import DEVICE_CHOICES
+    from visualizer.core.render import COLORMAPS
+
+    assert cli.MODEL_CHOICES == MODEL_NAMES
+    assert cli.STAGE_CHOICES == STAGE_NAMES
+    assert cli.DEVICE_CHOICES == DEVICE_CHOICES
+    assert cli.COLORMAP_CHOICES == COLORMAPS

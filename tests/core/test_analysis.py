@@ -137,7 +137,8 @@ def test_timings_cover_every_leaf_layer_in_execution_order(arch: str, analysed) 
 
 
 def test_timings_can_be_turned_off(analyzer_of: AnalyzerOf, image: Image.Image) -> None:
-    analyzer = Analyzer(analyzer_of("resnet101").model, device="cpu", timings=False)
+    shared = analyzer_of("resnet101")
+    analyzer = Analyzer(shared.model, device=shared.device, timings=False)
     assert analyzer.analyze(image).timings == []
 
 
@@ -295,3 +296,43 @@ def test_an_input_already_made_gives_the_same_analysis(analysed, analyzer_of) ->
     assert again.topk[0][0] == result.topk[0][0]
     with pytest.raises(ValueError, match=r"expected an input of shape \(1, 3, H, W\)"):
         analyzer.analyze_input(result.input[0], result.view)
+
+
+def test_two_analyzers_sharing_a_network_take_turns(
+    analyzer_of: AnalyzerOf, make_image, hooks_left
+) -> None:
+    first = analyzer_of("resnet101")
+    second = Analyzer(first.model, device=first.device)
+    pictures = [make_image(64, 48, seed=seed) for seed in range(4)]
+    expected = [first.analyze(p) for p in pictures]
+    cams = [first.gradcam(r, "C4") for r in expected]
+    actual: dict[int, tuple[AnalysisResult, np.ndarray]] = {}
+
+    def work(index: int) -> None:
+        analyzer = (first, second)[index % 2]
+        result = analyzer.analyze(pictures[index])
+        actual[index] = (result, analyzer.gradcam(result, "C4"))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(4):
+        result, cam = actual[index]
+        for stage in STAGE_NAMES:
+            torch.testing.assert_close(result.stages[stage], expected[index].stages[stage])
+        assert len(result.timings) == len(leaf_modules(first.model))
+        assert np.abs(cam - cams[index]).max() <= 1e-5
+    assert hooks_left(first.model) == 0
+
+
+def test_analysis_and_grad_cam_work_inside_inference_mode(
+    analyzer_of: AnalyzerOf, image: Image.Image
+) -> None:
+    analyzer = analyzer_of("resnet101")
+    expected = analyzer.gradcam(analyzer.analyze(image), "C3")
+    with torch.inference_mode():
+        result = analyzer.analyze(image)
+        cam = analyzer.gradcam(result, "C3")
+    assert np.abs(cam - expected).max() <= 1e-5

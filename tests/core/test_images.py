@@ -774,3 +774,30 @@ def test_file_is_closed_afterwards(
         refusal(path)
     assert opened_files, "the spy saw no file opened"
     assert all(handle.closed for handle in opened_files)
+
+
+def test_a_16_bit_png_with_a_colour_key_is_flattened(tmp_path: Path) -> None:
+    # Pillow cuts 16-bit RGB to 8 bits but reports the tRNS key in 16-bit units.
+    rows = b"".join(
+        b"\0" + struct.pack(">6H", 0xFFFF, 0, 0, 0, 0xFFFF, 0)  # red, then green
+        for _ in range(2)
+    )
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 16, 2, 0, 0, 0))
+        + png_chunk(b"tRNS", struct.pack(">3H", 0xFFFF, 0, 0))  # red is transparent
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
+    path = tmp_path / "deep.png"
+    path.write_bytes(png)
+    image = load_image(path)
+    assert image.getpixel((0, 0)) == BACKGROUND
+    assert image.getpixel((1, 0)) == (0, 255, 0)
+
+
+def test_a_pipe_is_refused_without_waiting(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    with pytest.raises(ImageLoadError, match=r"pipe\.png: not a regular file$"):
+        load_image(pipe)

@@ -20,6 +20,8 @@ WEIGHTS = {
     "VGG16_Weights.IMAGENET1K_V1": (256, 224),
 }
 ORDINARY_SIZES = [(300, 200), (200, 300), (224, 224), (13, 17), (640, 480), (1000, 251), (1, 1)]
+# Phone panoramas: still exactly torchvision's preprocessing.
+PANORAMA_SIZES = [(1100, 256), (3000, 600), (600, 3000), (1600, 100)]
 EXTREME_SIZES = [(4000, 8), (8, 4000), (1, 4000), (4000, 1)]
 BAND = (200, 100, 50)
 
@@ -75,7 +77,7 @@ def test_for_weights_reads_the_published_transform(weights: Any) -> None:
     assert preprocessing == Preprocessing(resize, crop, IMAGENET_MEAN, IMAGENET_STD, "bilinear")
 
 
-@pytest.mark.parametrize("size", ORDINARY_SIZES)
+@pytest.mark.parametrize("size", ORDINARY_SIZES + PANORAMA_SIZES)
 def test_input_is_torchvisions(weights: Any, size: tuple[int, int]) -> None:
     image = noise(*size)
     model_input, _ = Preprocessing.for_weights(weights)(image)
@@ -149,15 +151,16 @@ RESIZED_SIZES = [
     (256, 300, 200, (256, 384)),
     (256, 200, 300, (384, 256)),
     (256, 224, 224, (256, 256)),
-    (256, 1024, 256, (256, 1024)),  # exactly MAX_ASPECT: not bounded
-    (256, 1025, 256, (255, 1024)),  # just beyond: the longer side is held at 4 × 256
-    (256, 4000, 8, (2, 1024)),
-    (256, 8, 4000, (1024, 2)),
-    (256, 4000, 1, (1, 1024)),
-    (256, 1, 4000, (1024, 1)),
-    (232, 4000, 8, (1, 928)),
-    (232, 8, 4000, (928, 1)),
-    (232, 100000, 1, (1, 928)),
+    (256, 1024, 256, (256, 1024)),  # a 4:1 panorama: exactly torchvision's size
+    (256, 4096, 256, (256, 4096)),  # exactly MAX_ASPECT: not bounded
+    (256, 4097, 256, (255, 4096)),  # just beyond: the longer side is held at 16 × 256
+    (256, 4000, 8, (8, 4096)),
+    (256, 8, 4000, (4096, 8)),
+    (256, 4000, 1, (1, 4096)),
+    (256, 1, 4000, (4096, 1)),
+    (232, 4000, 8, (7, 3712)),
+    (232, 8, 4000, (3712, 7)),
+    (232, 100000, 1, (1, 3712)),
 ]
 
 

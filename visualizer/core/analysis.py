@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,11 +26,24 @@ from visualizer.core.timing import LayerTimer, Timing
 
 TOP_K = 5
 DEFAULT_CAM_STAGE = "C5"  # the last convolutional stage, as in the Grad-CAM paper
+_tokens = itertools.count(1)
+# One lock a network: analyzers sharing a network take turns, since a pass puts hooks and
+# wrappers on its modules.
+_model_locks: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
+_model_locks_guard = threading.Lock()
+
+
+def _lock_of(model: nn.Module) -> threading.Lock:
+    with _model_locks_guard:
+        return _model_locks.setdefault(model, threading.Lock())
 
 
 @dataclass(frozen=True, eq=False)
 class AnalysisResult:
-    """What one network made of one image. Every tensor is on the CPU."""
+    """What one network made of one image. Every tensor is on the CPU.
+
+    Treat the tensors as read-only: Grad-CAM starts again from ``stages``.
+    """
 
     model: str  # "vgg16" or "resnet101"
     weights: str  # e.g. "ImageNet (IMAGENET1K_V2)" or "random (untrained, seed 0)"
@@ -43,6 +58,7 @@ class AnalysisResult:
     device: str  # where it ran, e.g. "CPU (2 threads)"
     notice: str | None = None  # set when something had to change, e.g. a fall-back to the CPU
     trained: bool = field(default=True, repr=False)  # False for random weights
+    analyzer: int = field(default=0, repr=False)  # which Analyzer made it (its token)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -77,13 +93,16 @@ class Analyzer:
         progress: bool = True,
     ) -> None:
         self.device = resolve_device(device)
+        self._weights = weights if isinstance(model, str) else None
         if isinstance(model, str):
             model = build_model(model, weights, progress=progress)
         elif not hasattr(model, "forward_from") or not hasattr(model, "stages"):
             raise TypeError("model must be a name or a network built by models.build_model")
         elif model.training:
             raise ValueError("the model is in training mode: call model.eval() first")
-        self.model = model.to(self.device)
+        self._lock = _lock_of(model)
+        with self._lock:
+            self.model = model.to(self.device)
         self.arch: str = model.arch
         self.weights_info = getattr(model, "weights_info", None)
         weights_entry = imagenet_weights(self.arch)
@@ -92,9 +111,7 @@ class Analyzer:
         self.timings = timings
         self.notice: str | None = None
         self._timer = LayerTimer(model)
-        self._lock = threading.Lock()
-        # The latest result's stage outputs on the device, so Grad-CAM needs no copy back.
-        self._latest: tuple[AnalysisResult, dict[str, torch.Tensor]] | None = None
+        self._token = next(_tokens)
 
     def analyze(
         self, image: str | os.PathLike[str] | Image.Image, *, source: str | None = None
@@ -120,13 +137,16 @@ class Analyzer:
         ``view``, its RGB pixels before normalisation (``preprocessing(image)`` gives both)."""
         if x.ndim != 4 or x.shape[:2] != (1, 3):
             raise ValueError(f"expected an input of shape (1, 3, H, W), got {tuple(x.shape)}")
+        if view.size != (x.shape[3], x.shape[2]):
+            raise ValueError(
+                f"the view is {view.size[0]}×{view.size[1]}, the input {x.shape[3]}×{x.shape[2]}"
+            )
+        x = x.detach().to("cpu", torch.float32)
         with self._lock:
             logits, stages, timings = self._on_device(self._forward, x)
-            result = self._result(
-                source=source, x=x, view=view, logits=logits, stages=stages, timings=timings
-            )
-            self._latest = (result, stages) if self.device.type != "cpu" else None
-        return result
+        return self._result(
+            source=source, x=x, view=view, logits=logits, stages=stages, timings=timings
+        )
 
     def gradcam(
         self, result: AnalysisResult, stage: str = DEFAULT_CAM_STAGE, target: int | None = None
@@ -155,17 +175,7 @@ class Analyzer:
             raise ValueError(f"this result is from {result.model}, not {self.arch}")
         target = result.topk[0][0] if target is None else self._checked_target(target)
         with self._lock:
-            activations, gradients = self._on_device(self._gradients, result, list(stages), target)
-        maps = {}
-        for stage in stages:
-            cam, weights = grad_cam(activations[stage], gradients[stage], result.size)
-            maps[stage] = GradCam(
-                stage=stage,
-                target=target,
-                map=cam.to(device="cpu", dtype=torch.float32).numpy(),
-                channel_weights=weights.cpu(),
-            )
-        return maps
+            return self._on_device(self._grad_cams, result, list(stages), target)
 
     def label(self, index: int) -> str:
         """The class name of ``index``."""
@@ -178,20 +188,35 @@ class Analyzer:
     def _forward(
         self, x: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[Timing]]:
+        """Logits and stages, copied to the CPU here, where a failing device shows."""
         stages: dict[str, torch.Tensor] = {}
         with self._captured(stages), self._timed() as timings, torch.inference_mode():
             logits = self.model(x.to(self.device))
-        return logits, stages, timings
+        on_cpu = {stage: stages[stage][0].to("cpu", torch.float32) for stage in STAGE_NAMES}
+        return logits[0].to("cpu", torch.float32), on_cpu, timings
 
-    def _gradients(
+    def _grad_cams(
         self, result: AnalysisResult, stages: list[str], target: int
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    ) -> dict[str, GradCam]:
         first = min(stages, key=stage_index)
-        if self._latest is not None and self._latest[0] is result:
-            activation = self._latest[1][first]
-        else:
-            activation = result.stages[first].to(self.device).unsqueeze(0)
-        return stage_gradients(self.model, stages, activation, target)
+        if result.analyzer == self._token:
+            start = result.stages[first].to(self.device).unsqueeze(0)
+        else:  # another network's analysis: its activations are not this network's
+            captured: dict[str, torch.Tensor] = {}
+            with self._captured(captured), torch.inference_mode():
+                self.model(result.input.to(self.device))
+            start = captured[first]
+        activations, gradients = stage_gradients(self.model, stages, start, target)
+        maps = {}
+        for stage in stages:
+            cam, weights = grad_cam(activations[stage], gradients[stage], result.size)
+            maps[stage] = GradCam(
+                stage=stage,
+                target=target,
+                map=cam.to("cpu", torch.float32).numpy(),
+                channel_weights=weights.to("cpu", torch.float32),
+            )
+        return maps
 
     @contextmanager
     def _captured(self, stages: dict[str, torch.Tensor]) -> Iterator[None]:
@@ -223,18 +248,31 @@ class Analyzer:
         """``work(*args)`` on the device; if the accelerator fails, again on the CPU."""
         try:
             return work(*args)
-        except (RuntimeError, torch.OutOfMemoryError) as error:
+        except RuntimeError as error:
             if self.device.type == "cpu" or not is_device_failure(error):
                 raise
             failed = describe_device(self.device)
             reason = "ran out of memory" if isinstance(error, torch.OutOfMemoryError) else "failed"
-        self._latest = None
-        self.model.to("cpu")
-        self.device = torch.device("cpu")
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        self._move_to_cpu()
         self.notice = f"{failed} {reason}; running on the CPU from now on"
         return work(*args)
+
+    def _move_to_cpu(self) -> None:
+        """Bring the network to the CPU; from a broken GPU, rebuild it from its weights."""
+        self.device = torch.device("cpu")
+        try:
+            self.model.to("cpu")
+        except RuntimeError:
+            if self._weights is None:
+                raise RuntimeError(
+                    "the GPU failed and the network could not be copied off it; "
+                    "build the Analyzer again with device='cpu'"
+                ) from None
+            self.model = build_model(self.arch, self._weights, progress=False)
+            self._timer = LayerTimer(self.model)
+            self._lock = _lock_of(self.model)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _result(
         self,
@@ -246,7 +284,6 @@ class Analyzer:
         stages: dict[str, torch.Tensor],
         timings: list[Timing],
     ) -> AnalysisResult:
-        logits = logits[0].float().cpu()
         probabilities = torch.softmax(logits, dim=0)
         top = torch.topk(probabilities, min(TOP_K, probabilities.numel()))
         topk = [
@@ -258,7 +295,7 @@ class Analyzer:
             model=self.arch,
             weights=str(info) if info is not None else "unknown",
             source=source,
-            stages=MappingProxyType({s: stages[s][0].float().cpu() for s in STAGE_NAMES}),
+            stages=MappingProxyType(stages),
             topk=topk,
             timings=timings,
             input=x,
@@ -268,6 +305,7 @@ class Analyzer:
             device=describe_device(self.device),
             notice=self.notice,
             trained=info.trained if info is not None else True,
+            analyzer=self._token,
         )
 
     def _checked_target(self, target: int) -> int:

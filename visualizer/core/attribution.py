@@ -41,7 +41,7 @@ def stage_gradients(
     """
     ordered = sorted(set(stages), key=stage_index)
     first = ordered[0]
-    outputs: dict[str, torch.Tensor] = {first: start.detach().requires_grad_()}
+    outputs: dict[str, torch.Tensor] = {}
     handles = [
         module.register_forward_hook(
             lambda _m, _i, output, stage=stage: outputs.__setitem__(stage, output)
@@ -50,7 +50,9 @@ def stage_gradients(
         if stage in ordered[1:]
     ]
     try:
-        with torch.enable_grad():
+        # Out of any inference mode or no_grad a caller may have entered.
+        with torch.inference_mode(False), torch.enable_grad():
+            outputs[first] = start.detach().requires_grad_()
             logits = model.forward_from(first, outputs[first])
             gradients = torch.autograd.grad(logits[:, target].sum(), [outputs[s] for s in ordered])
     finally:

@@ -145,7 +145,9 @@ def save_png(path: str | os.PathLike[str], image: Image.Image, metadata: Mapping
     """Write ``image`` as a PNG with ``metadata`` as text chunks, atomically."""
     info = PngImagePlugin.PngInfo()
     for key, value in metadata.items():
-        info.add_text(key, value)  # Latin-1 as tEXt, anything else as UTF-8 iTXt
+        # Latin-1 as tEXt, anything else as UTF-8 iTXt; undecodable bytes of a file name (held
+        # as surrogates) as escapes.
+        info.add_text(key, value.encode("utf-8", "backslashreplace").decode("utf-8"))
     buffer = io.BytesIO()
     image.save(buffer, "PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
     return write_atomically(path, buffer.getbuffer())

@@ -66,6 +66,8 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     name = shown(path, PATH_SHOWN)
     if path.is_dir():
         raise ImageLoadError(f"{name}: is a folder, not an image")
+    if path.exists() and not path.is_file():  # a pipe or a device would block or never end
+        raise ImageLoadError(f"{name}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -90,7 +92,7 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
             image.load()
             # After load(): reading EXIF from a PNG before it would decode the image unchecked.
             oriented = ImageOps.exif_transpose(image)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        except Exception as error:  # noqa: BLE001 - decoders raise all kinds on bad data
             raise ImageLoadError(
                 f"{name}: truncated or corrupt {image.format} data ({_reason(error)})"
             ) from None
@@ -98,6 +100,8 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
             return to_rgb(oriented)
         except ValueError as error:
             raise ImageLoadError(f"{name}: {error}") from None
+        except Exception as error:  # noqa: BLE001
+            raise ImageLoadError(f"{name}: cannot be converted to RGB ({_reason(error)})") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -130,7 +134,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def _flatten_colour_key(image: Image.Image) -> Image.Image:
     """Flatten an image whose one colour (PNG's tRNS) means "transparent" onto BACKGROUND."""
     values = np.asarray(image)
-    key = np.asarray(image.info["transparency"], dtype=values.dtype)
+    key = np.asarray(image.info["transparency"], dtype=np.int64)
+    if values.dtype == bool:  # mode "1"
+        key = key != 0
+    elif values.dtype == np.uint8 and key.max(initial=0) > 255:
+        key = key >> 8  # a 16-bit PNG's key, for pixels Pillow has cut to 8 bits
     opaque = values != key
     if opaque.ndim == 3:
         opaque = opaque.any(axis=-1)

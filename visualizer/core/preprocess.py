@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-# The resized image's longer side is at most this many times its shorter side's target length.
-MAX_ASPECT = 4
+# The resized image's longer side is at most this many times its shorter side's target length:
+# panoramas up to 16:1 are preprocessed exactly as torchvision does; only thinner strips shrink.
+MAX_ASPECT = 16
 
 
 @dataclass(frozen=True)

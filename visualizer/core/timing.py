@@ -4,8 +4,8 @@ Each leaf's ``forward`` is wrapped for the duration of the pass (the wrapper liv
 instance's ``__dict__`` and is removed afterwards, whatever happens). A wrapper costs about a
 microsecond; forward hooks would send every module through PyTorch's slow call path, which
 costs ResNet101 several percent of its forward time. On the CPU each layer is timed with
-``perf_counter``; on CUDA with a pair of CUDA events, read after one synchronisation at the
-end (host timers around asynchronous kernels measure nothing).
+``perf_counter``; on CUDA (and Apple's MPS) with a pair of events, read after one
+synchronisation at the end (host timers around asynchronous kernels measure nothing).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 Timing = tuple[str, str, float]  # (layer name, module type, milliseconds)
+ASYNC_DEVICES = ("cuda", "mps")  # kernels run later than Python returns: time with events
 _ABSENT = object()
 
 
@@ -41,7 +42,7 @@ class LayerTimer:
     def timing(self, device: torch.device) -> Iterator[list[Timing]]:
         """Wraps every leaf for the duration; the yielded list is filled on exit."""
         marks: list[tuple[int, Any, Any]] = []  # (leaf index, start, end)
-        clock = _cuda_clock(device) if device.type == "cuda" else time.perf_counter
+        clock = _event_clock(device) if device.type in ASYNC_DEVICES else time.perf_counter
         saved = [module.__dict__.get("forward", _ABSENT) for _, module in self._leaves]
         try:
             for index, (_, module) in enumerate(self._leaves):
@@ -57,7 +58,7 @@ class LayerTimer:
         timings.extend(self._collect(device, marks))
 
     def _collect(self, device: torch.device, marks: list[tuple[int, Any, Any]]) -> list[Timing]:
-        if device.type == "cuda" and marks:
+        if device.type in ASYNC_DEVICES and marks:
             marks[-1][2].synchronize()
             elapsed = [start.elapsed_time(end) for _, start, end in marks]
         else:
@@ -83,12 +84,21 @@ def _timed(
     return timed_forward
 
 
-def _cuda_clock(device: torch.device) -> Callable[[], torch.cuda.Event]:
-    stream = torch.cuda.current_stream(device)
+def _event_clock(device: torch.device) -> Callable[[], Any]:
+    """Marks in the device's queue: CUDA or MPS events, read after the pass."""
+    if device.type == "mps":
+        new_event = lambda: torch.mps.Event(enable_timing=True)  # noqa: E731
+        stream = None
+    else:
+        new_event = lambda: torch.cuda.Event(enable_timing=True)  # noqa: E731
+        stream = torch.cuda.current_stream(device)
 
-    def mark() -> torch.cuda.Event:
-        event = torch.cuda.Event(enable_timing=True)
-        event.record(stream)
+    def mark() -> Any:
+        event = new_event()
+        if stream is None:
+            event.record()
+        else:
+            event.record(stream)
         return event
 
     return mark
