@@ -492,3 +492,12 @@ def test_write_atomically_writes_the_data(tmp_path: Path) -> None:
     path = write_atomically(str(tmp_path / "data.bin"), bytes(range(256)) * 3)
     assert isinstance(path, Path)
     assert path.read_bytes() == bytes(range(256)) * 3
+
+
+def test_a_file_name_that_is_not_utf_8_is_kept_as_escapes(tmp_path: Path) -> None:
+    # On Linux a name from an old disk may hold bytes that are not UTF-8: Python keeps them as
+    # surrogates, which no PNG text chunk can hold as they are.
+    source = os.fsdecode(b"/photos/caf\xe9.jpg")
+    path = save_png(tmp_path / "grid.png", Image.new("RGB", (4, 4)), {"source": source})
+    with Image.open(path) as written:
+        assert written.text["source"] == "/photos/caf\\udce9.jpg"
