@@ -347,12 +347,17 @@ def test_render_grid_needs_a_three_dimensional_stage() -> None:
 # --- colormaps -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", COLORMAPS)
-def test_colormap_tables(name: str) -> None:
-    table = colormap_table(name)
+def assert_read_only_rgba_table(table: np.ndarray) -> None:
+    """A (256, 4) uint8 colour table that cannot be changed by accident."""
     assert table.shape == (256, 4)
     assert table.dtype == np.uint8
     assert not table.flags.writeable
+
+
+@pytest.mark.parametrize("name", COLORMAPS)
+def test_colormap_tables(name: str) -> None:
+    table = colormap_table(name)
+    assert_read_only_rgba_table(table)
     assert (table[:, 3] == 255).all()
     assert colormap_table(name) is table  # made once
     with pytest.raises(ValueError, match="read-only"):
@@ -387,9 +392,7 @@ def test_unknown_colormap_table() -> None:
 @pytest.mark.parametrize("name", COLORMAPS)
 def test_grid_palette_is_the_colormap_then_the_gutter(name: str) -> None:
     palette = grid_palette(name)
-    assert palette.shape == (256, 4)
-    assert palette.dtype == np.uint8
-    assert not palette.flags.writeable
+    assert_read_only_rgba_table(palette)
     np.testing.assert_array_equal(palette[:LEVELS], colormap_table(name, LEVELS))
     assert tuple(palette[GUTTER_INDEX]) == (*GUTTER_COLOR, 255)
     # Level 0 and level 254 are the two ends of the colormap.

@@ -11,8 +11,7 @@ import csv
 import io
 import os
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,21 +164,15 @@ def save_timings(path: str | os.PathLike[str], timings: Sequence[Timing]) -> Pat
 def write_atomically(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
-    with _replacing(path) as temporary:
-        temporary.write(data)
-    return path
-
-
-@contextmanager
-def _replacing(path: Path) -> Iterator[io.BufferedWriter]:
     temporary, handle = _new_temporary(path)
     try:
         with os.fdopen(handle, "wb") as file:
-            yield file
+            file.write(data)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    return path
 
 
 def _new_temporary(path: Path) -> tuple[Path, int]:

@@ -87,18 +87,18 @@ def _timed(
 def _event_clock(device: torch.device) -> Callable[[], Any]:
     """Marks in the device's queue: CUDA or MPS events, read after the pass."""
     if device.type == "mps":
-        new_event = lambda: torch.mps.Event(enable_timing=True)  # noqa: E731
-        stream = None
-    else:
-        new_event = lambda: torch.cuda.Event(enable_timing=True)  # noqa: E731
-        stream = torch.cuda.current_stream(device)
+
+        def mark() -> Any:
+            event = torch.mps.Event(enable_timing=True)
+            event.record()
+            return event
+
+        return mark
+    stream = torch.cuda.current_stream(device)
 
     def mark() -> Any:
-        event = new_event()
-        if stream is None:
-            event.record()
-        else:
-            event.record(stream)
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(stream)
         return event
 
     return mark
