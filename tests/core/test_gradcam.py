@@ -13,7 +13,7 @@ from torch import nn
 
 from models import STAGE_NAMES, build_model
 from visualizer.core import Analyzer
-from visualizer.core.attribution import min_max
+from visualizer.core.attribution import min_max, stage_gradients
 
 TOLERANCE = 1e-5
 
@@ -154,3 +154,19 @@ def test_numpy_integers_are_class_indices(analysed, analyzer_of) -> None:
 def test_min_max_of_a_flat_map_is_all_zeros() -> None:
     assert torch.equal(min_max(torch.full((3, 4), 2.5)), torch.zeros(3, 4))
     torch.testing.assert_close(min_max(torch.tensor([1.0, 3.0, 2.0])), torch.tensor([0, 1, 0.5]))
+
+
+def test_a_start_made_inside_inference_mode_still_gets_gradients(analysed, analyzer_of) -> None:
+    # On a GPU, moving a stored activation to the device inside a caller's inference mode
+    # gives an inference tensor, which autograd refuses unless it is copied first.
+    result = analysed("resnet101")
+    model = analyzer_of("resnet101").model
+    stored = result.stages["C3"].unsqueeze(0).to(next(model.parameters()).device)
+    with torch.inference_mode():
+        start = stored.clone()
+    assert start.is_inference()
+    target = result.topk[0][0]
+    _, from_inference = stage_gradients(model, ["C3", "C5"], start, target)
+    _, expected = stage_gradients(model, ["C3", "C5"], stored, target)
+    for stage in ("C3", "C5"):
+        torch.testing.assert_close(from_inference[stage], expected[stage], rtol=0, atol=0)

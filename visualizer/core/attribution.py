@@ -52,7 +52,10 @@ def stage_gradients(
     try:
         # Out of any inference mode or no_grad a caller may have entered.
         with torch.inference_mode(False), torch.enable_grad():
-            outputs[first] = start.detach().requires_grad_()
+            # A tensor made inside inference mode (e.g. moved to the GPU there) cannot take
+            # part in autograd; a copy made out here can.
+            begin = start.clone() if start.is_inference() else start.detach()
+            outputs[first] = begin.requires_grad_()
             logits = model.forward_from(first, outputs[first])
             gradients = torch.autograd.grad(logits[:, target].sum(), [outputs[s] for s in ordered])
     finally:
