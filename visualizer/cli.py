@@ -1,4 +1,4 @@
-"""The ``fmviz`` command line: ``info``, ``export`` and ``bench``.
+"""The ``fmviz`` command line: the desktop app, and ``info``, ``export`` and ``bench``.
 
 Exit status: 0 everything done; 1 something failed (one ``error: …`` line each on stderr, the
 rest still done); 2 bad usage. A user's mistake never ends in a traceback.
@@ -21,15 +21,13 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 COLORMAP_CHOICES = ("viridis", "inferno", "magma", "plasma", "cividis", "turbo", "gray")
 DEFAULT_MODEL = "resnet101"
 COMMANDS = ("info", "export", "bench")
-TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``fmviz``; returns the exit status (0 done, 1 failed, 2 bad usage)."""
     words = list(sys.argv[1:] if argv is None else argv)
-    if not words or words[0] not in COMMANDS + TOP_LEVEL_OPTIONS:
-        words.insert(0, "info")  # the default command
-    parser = _parser()
+    # `fmviz [IMAGE ...] [options]` opens the window; `fmviz COMMAND ...` runs a command.
+    parser = _parser() if words and words[0] in COMMANDS else _app_parser()
     args = parser.parse_args(words)
     if getattr(args, "compare", False) and args.weights not in ("imagenet", "random"):
         parser.error("--compare builds both networks: use --weights imagenet or random with it")
@@ -49,6 +47,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _app_parser() -> argparse.ArgumentParser:
+    from visualizer import __version__  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog="fmviz",
+        usage="fmviz [IMAGE ...] [options]\n       fmviz {info,export,bench} ...",
+        description=(
+            "Look inside VGG16 and ResNet101, stage by stage: opens the window with the images "
+            "given (else the bundled samples)."
+        ),
+        epilog=(
+            "commands (fmviz COMMAND -h for their options):\n"
+            "  info     build the networks and print their C1–C5 stages\n"
+            "  export   write stage grids, Grad-CAM overlays and timings of images to a folder\n"
+            "  bench    time every layer, and fmviz against torchvision and Captum"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fmviz {__version__}")
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders")
+    parser.add_argument(
+        "--model", choices=MODEL_CHOICES, help="network (default: the last used, else resnet101)"
+    )
+    _weights_option(parser)
+    parser.add_argument(
+        "--device", choices=DEVICE_CHOICES, help="default: the last used, else auto"
+    )
+    parser.add_argument(
+        "--screenshot",
+        type=_screenshot_path,
+        metavar="PATH",
+        help="save a PNG of the window once the first view is complete, then exit",
+    )
+    parser.set_defaults(run=_app)
+    return parser
+
+
 def _parser() -> argparse.ArgumentParser:
     from visualizer import __version__  # noqa: PLC0415
 
@@ -58,9 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fmviz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    info = commands.add_parser(
-        "info", help="build the networks and print their C1–C5 stages (the default)"
-    )
+    info = commands.add_parser("info", help="build the networks and print their C1–C5 stages")
     info.add_argument("--model", choices=MODEL_CHOICES, help="one network (default: both)")
     _weights_option(info)
     info.add_argument(
@@ -203,6 +236,27 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _screenshot_path(text: str) -> str:
+    folder = Path(text).parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: the folder {folder} does not exist")
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a folder; give a file name")
+    return text
+
+
+def _app(args: argparse.Namespace) -> int:
+    from visualizer.ui.app import run  # noqa: PLC0415
+
+    return run(
+        args.images,
+        model=args.model,
+        weights=args.weights,
+        device=args.device,
+        screenshot=args.screenshot,
+    )
 
 
 def _error(message: str) -> None:

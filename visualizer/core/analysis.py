@@ -59,6 +59,8 @@ class AnalysisResult:
     notice: str | None = None  # set when something had to change, e.g. a fall-back to the CPU
     trained: bool = field(default=True, repr=False)  # False for random weights
     analyzer: int = field(default=0, repr=False)  # which Analyzer made it (its token)
+    # Each timed layer's output shape (batch first), by layer name; empty with timings off.
+    layer_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -143,9 +145,15 @@ class Analyzer:
             )
         x = x.detach().to("cpu", torch.float32)
         with self._lock:
-            logits, stages, timings = self._on_device(self._forward, x)
+            logits, stages, timings, shapes = self._on_device(self._forward, x)
         return self._result(
-            source=source, x=x, view=view, logits=logits, stages=stages, timings=timings
+            source=source,
+            x=x,
+            view=view,
+            logits=logits,
+            stages=stages,
+            timings=timings,
+            shapes=shapes,
         )
 
     def gradcam(
@@ -187,13 +195,15 @@ class Analyzer:
 
     def _forward(
         self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[Timing]]:
-        """Logits and stages, copied to the CPU here, where a failing device shows."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[Timing], dict[str, tuple[int, ...]]]:
+        """Logits, stages, timings and layer shapes; tensors copied to the CPU here, where a
+        failing device shows."""
         stages: dict[str, torch.Tensor] = {}
-        with self._captured(stages), self._timed() as timings, torch.inference_mode():
+        shapes: dict[str, tuple[int, ...]] = {}
+        with self._captured(stages), self._timed(shapes) as timings, torch.inference_mode():
             logits = self.model(x.to(self.device))
         on_cpu = {stage: stages[stage][0].to("cpu", torch.float32) for stage in STAGE_NAMES}
-        return logits[0].to("cpu", torch.float32), on_cpu, timings
+        return logits[0].to("cpu", torch.float32), on_cpu, timings, shapes
 
     def _grad_cams(
         self, result: AnalysisResult, stages: list[str], target: int
@@ -237,11 +247,11 @@ class Analyzer:
                 handle.remove()
 
     @contextmanager
-    def _timed(self) -> Iterator[list[Timing]]:
+    def _timed(self, shapes: dict[str, tuple[int, ...]]) -> Iterator[list[Timing]]:
         if not self.timings:
             yield []
             return
-        with self._timer.timing(self.device) as timings:
+        with self._timer.timing(self.device, shapes) as timings:
             yield timings
 
     def _on_device(self, work, *args):
@@ -283,6 +293,7 @@ class Analyzer:
         logits: torch.Tensor,
         stages: dict[str, torch.Tensor],
         timings: list[Timing],
+        shapes: dict[str, tuple[int, ...]],
     ) -> AnalysisResult:
         probabilities = torch.softmax(logits, dim=0)
         top = torch.topk(probabilities, min(TOP_K, probabilities.numel()))
@@ -306,6 +317,7 @@ class Analyzer:
             notice=self.notice,
             trained=info.trained if info is not None else True,
             analyzer=self._token,
+            layer_shapes=MappingProxyType(shapes),
         )
 
     def _checked_target(self, target: int) -> int:

@@ -87,26 +87,42 @@ def export_result(
             order=options.order,
             weights=weights,
         )
-        written.append(
-            save_png(folder / next(names), grid.to_image(), grid_metadata(result, stage, grid))
-        )
+        written.append(save_grid(folder / next(names), result, stage, grid))
     if options.cam_stage is not None:
         cam = cams[options.cam_stage]
-        picture = overlay(
-            result.view, cam.map, opacity=options.opacity, colormap=options.cam_colormap
-        )
-        metadata = {
-            **result_metadata(result),
-            "stage": options.cam_stage,
-            "method": GRADCAM_METHOD,
-            "target": f"{cam.target} {analyzer.categories[cam.target]}",
-            "colormap": options.cam_colormap,
-            "opacity": f"{options.opacity:g}",
-            "normalisation": "min–max to [0, 1]",
-        }
-        written.append(save_png(folder / next(names), Image.fromarray(picture, "RGB"), metadata))
+        label = analyzer.categories[cam.target]
+        written.append(save_overlay(folder / next(names), result, cam, label, options))
     written.append(save_timings(folder / next(names), result.timings))
     return written
+
+
+def save_grid(path: str | os.PathLike[str], result: AnalysisResult, stage: str, grid: Grid) -> Path:
+    """Write a stage grid of ``result`` as ``fmviz export`` does (palette PNG, metadata)."""
+    return save_png(path, grid.to_image(), grid_metadata(result, stage, grid))
+
+
+def save_overlay(
+    path: str | os.PathLike[str],
+    result: AnalysisResult,
+    cam: GradCam,
+    label: str,
+    options: ExportOptions = ExportOptions(),
+) -> Path:
+    """Write the Grad-CAM ``cam`` (of class ``label``) over the input, as ``fmviz export`` does.
+
+    ``options`` gives the colormap and opacity.
+    """
+    picture = overlay(result.view, cam.map, opacity=options.opacity, colormap=options.cam_colormap)
+    metadata = {
+        **result_metadata(result),
+        "stage": cam.stage,
+        "method": GRADCAM_METHOD,
+        "target": f"{cam.target} {label}",
+        "colormap": options.cam_colormap,
+        "opacity": f"{options.opacity:g}",
+        "normalisation": "min–max to [0, 1]",
+    }
+    return save_png(path, Image.fromarray(picture, "RGB"), metadata)
 
 
 def result_metadata(result: AnalysisResult) -> dict[str, str]:
@@ -186,6 +202,6 @@ def _new_temporary(path: Path) -> tuple[Path, int]:
 
 
 def _order_list(order: tuple[int, ...], by: str) -> str:
-    if by == "index":
+    if by == "index" and order == tuple(range(len(order))):
         return ""
     return ": " + " ".join(str(channel) for channel in order)

@@ -159,6 +159,7 @@ def render_grid(
     weights: torch.Tensor | None = None,
     gutter: int = 1,
     columns: int | None = None,
+    top: int | None = None,
 ) -> Grid:
     """A stage's channels ``(C, H, W)`` as a tile grid.
 
@@ -167,6 +168,7 @@ def render_grid(
             maximum; ``"stage"`` uses one minimum and maximum for the whole stage.
         order: ``"index"``, ``"mean"``, ``"gradcam"`` (needs ``weights``, the Grad-CAM channel
             weights) or an explicit list of channels to show.
+        top: show only the first ``top`` channels of the order.
     """
     if stage.ndim != 3:
         raise ValueError(f"expected a (C, H, W) stage tensor, got shape {tuple(stage.shape)}")
@@ -174,6 +176,10 @@ def render_grid(
         raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
     palette = grid_palette(colormap)
     channels = channel_order(stage, order, weights) if isinstance(order, str) else list(order)
+    if top is not None:
+        if top < 1:
+            raise ValueError(f"top must be at least 1, not {top}")
+        channels = channels[:top]
     _, height, width = stage.shape
     layout = grid_layout(channels, height, width, gutter=gutter, columns=columns)
     values = stage.detach().float()

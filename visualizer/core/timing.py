@@ -39,9 +39,14 @@ class LayerTimer:
         self._leaves = leaf_modules(model)
 
     @contextmanager
-    def timing(self, device: torch.device) -> Iterator[list[Timing]]:
-        """Wraps every leaf for the duration; the yielded list is filled on exit."""
-        marks: list[tuple[int, Any, Any]] = []  # (leaf index, start, end)
+    def timing(
+        self, device: torch.device, shapes: dict[str, tuple[int, ...]] | None = None
+    ) -> Iterator[list[Timing]]:
+        """Wraps every leaf for the duration; the yielded list is filled on exit.
+
+        ``shapes``, when given, receives each layer's output shape, by layer name.
+        """
+        marks: list[tuple[int, Any, Any, Any]] = []  # (leaf index, start, end, output shape)
         clock = _event_clock(device) if device.type in ASYNC_DEVICES else time.perf_counter
         saved = [module.__dict__.get("forward", _ABSENT) for _, module in self._leaves]
         try:
@@ -56,16 +61,24 @@ class LayerTimer:
                 else:
                     module.__dict__["forward"] = previous
         timings.extend(self._collect(device, marks))
+        if shapes is not None:
+            shapes.update(
+                (self._leaves[index][0], tuple(shape))
+                for index, _, _, shape in marks
+                if shape is not None
+            )
 
-    def _collect(self, device: torch.device, marks: list[tuple[int, Any, Any]]) -> list[Timing]:
+    def _collect(
+        self, device: torch.device, marks: list[tuple[int, Any, Any, Any]]
+    ) -> list[Timing]:
         if device.type in ASYNC_DEVICES and marks:
             marks[-1][2].synchronize()
-            elapsed = [start.elapsed_time(end) for _, start, end in marks]
+            elapsed = [start.elapsed_time(end) for _, start, end, _ in marks]
         else:
-            elapsed = [(end - start) * 1e3 for _, start, end in marks]
+            elapsed = [(end - start) * 1e3 for _, start, end, _ in marks]
         return [
             (self._leaves[index][0], type(self._leaves[index][1]).__name__, float(ms))
-            for (index, _, _), ms in zip(marks, elapsed, strict=True)
+            for (index, _, _, _), ms in zip(marks, elapsed, strict=True)
         ]
 
 
@@ -73,12 +86,12 @@ def _timed(
     forward: Callable[..., Any],
     index: int,
     clock: Callable[[], Any],
-    record: Callable[[tuple[int, Any, Any]], None],
+    record: Callable[[tuple[int, Any, Any, Any]], None],
 ) -> Callable[..., Any]:
     def timed_forward(*args: Any, **kwargs: Any) -> Any:
         start = clock()
         output = forward(*args, **kwargs)
-        record((index, start, clock()))
+        record((index, start, clock(), getattr(output, "shape", None)))
         return output
 
     return timed_forward

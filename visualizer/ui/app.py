@@ -1,0 +1,137 @@
+"""Starting the desktop app: the window first, the network behind it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from PySide6.QtCore import QBuffer, QIODevice, QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+from visualizer.ui.jobs import ModelSpec
+from visualizer.ui.main_window import MainWindow
+from visualizer.ui.worker import Reply
+
+SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
+SETTINGS_VARIABLE = "FMVIZ_SETTINGS"  # an INI file to keep settings in, instead of the user's
+SETTLE_MS = 300  # after the first complete view, before the screenshot: layouts settle
+
+
+def sample_images() -> list[str]:
+    """The bundled sample images, sorted (none when fmviz was installed without them)."""
+    return sorted(str(path) for path in SAMPLES.glob("*.jpg")) if SAMPLES.is_dir() else []
+
+
+def open_settings() -> QSettings:
+    """The user's settings, or the INI file named by ``FMVIZ_SETTINGS``."""
+    path = os.environ.get(SETTINGS_VARIABLE)
+    if path:
+        return QSettings(path, QSettings.Format.IniFormat)
+    return QSettings("fmviz", "fmviz")
+
+
+def create_window(
+    paths: Sequence[str],
+    *,
+    model: str | None = None,
+    weights: str = "imagenet",
+    device: str | None = None,
+    settings: QSettings | None = None,
+) -> MainWindow:
+    """The main window, shown, with the network loading and ``paths`` (or the samples) read."""
+    settings = settings if settings is not None else open_settings()
+    saved_model = settings.value("model")
+    saved_device = settings.value("device")
+    spec = ModelSpec(
+        model=model or (saved_model if saved_model in ("vgg16", "resnet101") else "resnet101"),
+        weights=weights,
+        device=device
+        or (saved_device if saved_device in ("auto", "cpu", "cuda", "mps") else "auto"),
+    )
+    window = MainWindow(spec, settings)
+    window.show()
+    chosen = list(paths) or sample_images()
+    QTimer.singleShot(0, lambda: window.start(chosen))
+    return window
+
+
+def run(
+    paths: Sequence[str],
+    *,
+    model: str | None = None,
+    weights: str = "imagenet",
+    device: str | None = None,
+    screenshot: str | None = None,
+) -> int:
+    """Open the window and run until it closes; returns the exit status."""
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("fmviz")
+    app.setOrganizationName("fmviz")
+    app.setStyle("Fusion")
+    window = create_window(paths, model=model, weights=weights, device=device)
+    previous_hook = sys.excepthook
+    sys.excepthook = _reporting_to(window)
+    # Kept in a name: Qt would drop the connections of a collected object.
+    screenshooter = ScreenshotOnFirstView(window, screenshot) if screenshot else None
+    try:
+        return app.exec()
+    finally:
+        sys.excepthook = previous_hook
+        window.worker.shutdown()
+        del screenshooter
+
+
+class ScreenshotOnFirstView:
+    """Saves a grab of the window once its first complete view is on screen, then quits."""
+
+    def __init__(self, window: MainWindow, path: str) -> None:
+        self.window, self.path = window, path
+        self.done = False
+        window.view_shown.connect(self._shown)
+        window.worker.replied.connect(self._replied)
+
+    def _shown(self) -> None:
+        if not self.done:
+            self.done = True
+            QTimer.singleShot(SETTLE_MS, self._save)
+
+    def _save(self) -> None:
+        from visualizer.core.export import write_atomically  # noqa: PLC0415
+
+        buffer = QBuffer()
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        self.window.grab().save(buffer, "PNG")
+        try:
+            write_atomically(self.path, bytes(buffer.data()))
+        except OSError as error:
+            self._fail(f"{self.path}: cannot save the screenshot ({error.strerror or error})")
+            return
+        print(f"saved {self.path}", file=sys.stderr)
+        QApplication.exit(0)
+
+    def _replied(self, reply: Reply) -> None:
+        if self.done or reply.error is None:
+            return
+        print(f"error: {reply.error}", file=sys.stderr)
+        nothing_left = reply.kind == "load" and not self.window.pictures and self.window.idle()
+        if reply.kind in ("model", "view") or nothing_left:
+            self._fail("no view to take a screenshot of")
+
+    def _fail(self, text: str) -> None:
+        self.done = True
+        print(f"error: {text}", file=sys.stderr)
+        QApplication.exit(1)
+
+
+def _reporting_to(window: MainWindow):
+    """An excepthook: an error in the window's own code is shown, and printed, not fatal."""
+
+    def hook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        traceback.print_exception(kind, error, trace, file=sys.stderr)
+        window.show_error(f"unexpected {kind.__name__}: {' '.join(str(error).split())[:300]}")
+
+    return hook

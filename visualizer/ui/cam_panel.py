@@ -1,0 +1,149 @@
+"""Top-5 predictions and the Grad-CAM of any class over the input, with its controls."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QCompleter,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from visualizer.ui.jobs import ViewData
+
+COLORMAPS = ("turbo", "inferno", "magma", "plasma", "viridis", "cividis", "gray")
+METHOD = "Captum LayerGradCam, ReLU, bilinear upsampling, min–max"
+
+
+class CamPanel(QWidget):
+    """The input with its Grad-CAM heat map, the class it explains and the predictions."""
+
+    target_chosen = Signal(object)  # a class index, or None for the top-1 class
+    colormap_chosen = Signal(str)
+    opacity_changed = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._categories: tuple[str, ...] = ()
+        self.title = QLabel("Grad-CAM")
+        self.title.setObjectName("panelTitle")
+        self.title.setWordWrap(True)
+        self.plot = pg.GraphicsLayoutWidget()
+        self.plot.setBackground("#1e1e1e")
+        self.plot.ci.setContentsMargins(0, 0, 0, 0)
+        self.plot.setMinimumSize(240, 240)
+        self.box = self.plot.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.picture = pg.ImageItem(axisOrder="row-major")
+        self.heat = pg.ImageItem(axisOrder="row-major")
+        self.box.addItem(self.picture)
+        self.box.addItem(self.heat)
+
+        self.classes = QComboBox()
+        self.classes.setEditable(True)
+        self.classes.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.classes.lineEdit().setPlaceholderText("Search the 1000 classes…")
+        self.classes.setToolTip("Explain any ImageNet class: type part of its name")
+        self.classes.activated.connect(self._class_picked)
+        self.top1 = QPushButton("Top-1")
+        self.top1.setToolTip("Explain the class the network ranks first")
+        self.top1.clicked.connect(lambda: self.target_chosen.emit(None))
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(50)
+        self.opacity.valueChanged.connect(self._opacity_moved)
+        self.colormap = QComboBox()
+        self.colormap.addItems(COLORMAPS)
+        self.colormap.currentTextChanged.connect(self.colormap_chosen)
+        self.predictions = QListWidget()
+        self.predictions.setObjectName("predictions")
+        self.predictions.setToolTip("Click a class to see its Grad-CAM")
+        self.predictions.itemClicked.connect(
+            lambda item: self.target_chosen.emit(item.data(Qt.ItemDataRole.UserRole))
+        )
+
+        pick = QHBoxLayout()
+        pick.addWidget(self.classes, 1)
+        pick.addWidget(self.top1)
+        form = QFormLayout()
+        form.addRow("Class", pick)
+        form.addRow("Opacity", self.opacity)
+        form.addRow("Colormap", self.colormap)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 0, 4, 0)
+        layout.addWidget(self.title)
+        layout.addWidget(self.plot, 1)
+        layout.addLayout(form)
+        heading = QLabel("Top-5 predictions")
+        heading.setObjectName("panelTitle")
+        layout.addWidget(heading)
+        layout.addWidget(self.predictions)
+
+    def show_data(self, data: ViewData) -> None:
+        """Show ``data``'s input, Grad-CAM and predictions."""
+        self._set_categories(data.model.categories)
+        self.picture.setImage(data.view, levels=(0, 255))
+        self.heat.setImage(data.cam, levels=(0.0, 1.0), lut=data.cam_lut)
+        self.heat.setOpacity(self.opacity.value() / 100)
+        self.box.autoRange(padding=0.0)
+        self.title.setText(
+            f"Grad-CAM of <b>{data.target} {_escaped(data.target_label)}</b> "
+            f"at {data.options.stage}<br><small>{METHOD}</small>"
+        )
+        self.predictions.clear()
+        for index, label, probability in data.topk:
+            item = QListWidgetItem(f"{probability * 100:5.1f} %   {label}  ({index})")
+            item.setData(Qt.ItemDataRole.UserRole, index)
+            if index == data.target:
+                font = item.font()
+                font.setBold(True)
+                item.setFont(font)
+            self.predictions.addItem(item)
+        if self.colormap.currentText() != data.options.cam_colormap:
+            self.colormap.blockSignals(True)
+            self.colormap.setCurrentText(data.options.cam_colormap)
+            self.colormap.blockSignals(False)
+
+    def choose_class(self, index: int) -> None:
+        """As if the user picked class ``index`` in the search box."""
+        self.target_chosen.emit(int(index))
+
+    def _set_categories(self, categories: tuple[str, ...]) -> None:
+        if categories == self._categories:
+            return
+        self._categories = categories
+        self.classes.blockSignals(True)
+        self.classes.clear()
+        self.classes.addItems([f"{index} {name}" for index, name in enumerate(categories)])
+        self.classes.setCurrentIndex(-1)
+        self.classes.blockSignals(False)
+        completer = QCompleter(self.classes.model(), self.classes)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.activated.connect(self._completion_picked)
+        self.classes.setCompleter(completer)
+
+    def _class_picked(self, row: int) -> None:
+        if 0 <= row < len(self._categories):
+            self.target_chosen.emit(row)
+
+    def _completion_picked(self, text: str) -> None:
+        head = text.split(" ", 1)[0]
+        if head.isdigit() and int(head) < len(self._categories):
+            self.target_chosen.emit(int(head))
+
+    def _opacity_moved(self, value: int) -> None:
+        self.heat.setOpacity(value / 100)
+        self.opacity_changed.emit(value / 100)
+
+
+def _escaped(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,56 @@
+"""One channel shown large, beside the input the network saw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from visualizer.ui.jobs import ViewData
+
+
+class ChannelView(QWidget):
+    """The input and one channel of the stage on screen, side by side."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.channel: int | None = None
+        self.caption = QLabel("Click a tile in the grid to see its channel here.")
+        self.caption.setObjectName("readout")
+        self.plot = pg.GraphicsLayoutWidget()
+        self.plot.setBackground("#1e1e1e")
+        self.input_box = self.plot.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.channel_box = self.plot.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.input_image = pg.ImageItem(axisOrder="row-major")
+        self.channel_image = pg.ImageItem(axisOrder="row-major")
+        self.input_box.addItem(self.input_image)
+        self.channel_box.addItem(self.channel_image)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.plot, 1)
+
+    def show_channel(self, data: ViewData, channel: int) -> None:
+        """Show ``channel`` of ``data``'s stage, stretched over the grid's colormap."""
+        self.channel = channel
+        values = np.ascontiguousarray(data.activation[channel], dtype=np.float32)
+        low, high = float(values.min()), float(values.max())
+        self.input_image.setImage(data.view, levels=(0, 255))
+        self.channel_image.setImage(
+            values, levels=(low, high if high > low else low + 1.0), lut=data.channel_lut
+        )
+        self.input_box.autoRange(padding=0.0)
+        self.channel_box.autoRange(padding=0.0)
+        height, width = values.shape
+        self.caption.setText(
+            f"{data.options.stage} channel {channel} of {data.activation.shape[0]} · "
+            f"{height}×{width} · min {low:.4g} · mean {float(values.mean()):.4g} · "
+            f"max {high:.4g} · colormap {data.options.colormap}, its own min–max"
+        )
+
+    def clear(self) -> None:
+        """Forget the channel (another image, network or stage)."""
+        self.channel = None
+        self.input_image.clear()
+        self.channel_image.clear()
+        self.caption.setText("Click a tile in the grid to see its channel here.")

@@ -1,0 +1,385 @@
+"""The desktop app's model work, done on its worker thread: plain data in, plain data out.
+
+Nothing here touches Qt, and torch is imported only when the first job runs, so the window
+can be on screen before it. A `Session` keeps what is slow to make again (networks, analyses,
+Grad-CAMs), so that a new stage, colormap, order or class only renders.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    from visualizer.core import AnalysisResult, Analyzer, GradCam
+    from visualizer.core.render import Grid
+
+MODEL_LABELS = {"vgg16": "VGG16", "resnet101": "ResNet101"}
+STAGES = ("C1", "C2", "C3", "C4", "C5")
+HEAD = "head"  # the layers after C5: pooling and classifier
+RESULTS_KEPT = 8  # analyses cached per session (a VGG16 analysis holds about 25 MB)
+CAMS_KEPT = 32
+THUMBNAIL_SIZE = 96
+DOWNLOAD_POLL_S = 0.25
+
+Progress = Callable[[str, float | None], None]  # (what is happening, fraction done or None)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which network, with which weights, on which device."""
+
+    model: str = "resnet101"
+    weights: str = "imagenet"  # "imagenet", "random" or a checkpoint path
+    device: str = "auto"
+
+    @property
+    def label(self) -> str:
+        return MODEL_LABELS.get(self.model, self.model)
+
+
+@dataclass(frozen=True, eq=False)
+class Picture:
+    """An image the user added, already read and checked by ``load_image``."""
+
+    key: int
+    name: str  # shown in the title and the strip, e.g. "chelsea.jpg"
+    source: str  # the file, or e.g. "<clipboard 1>"
+    image: Image.Image  # RGB; never changed once loaded
+    thumbnail: np.ndarray  # (h, w, 3) uint8, at most THUMBNAIL_SIZE a side
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """How the user wants to see an analysis."""
+
+    stage: str = "C1"
+    colormap: str = "viridis"
+    scale: str = "channel"  # "channel" or "stage"
+    order: str = "index"  # "index", "mean" or "gradcam"
+    top_n: int = 0  # show the first N channels of the order; 0: all
+    target: int | None = None  # Grad-CAM class; None: the top-1 class
+    cam_colormap: str = "turbo"
+    opacity: float = 0.5
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the window says about the network in use."""
+
+    spec: ModelSpec  # as asked for (weights may have fallen back: see ``weights``)
+    weights: str  # e.g. "ImageNet (IMAGENET1K_V2)" or "random (untrained, seed 0)"
+    device: str  # e.g. "CPU (2 threads)"
+    trained: bool
+    banner: str | None  # shown above the views: untrained weights, and why
+    categories: tuple[str, ...]
+    parameters: int
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One leaf layer's timing."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    ms: float
+    stage: str  # "C1" … "C5", or "head"
+
+
+@dataclass(frozen=True, eq=False)
+class ViewData:
+    """Everything the window shows for one image, one network and one set of options."""
+
+    picture: int  # Picture.key
+    model: ModelInfo
+    options: ViewOptions
+    view: np.ndarray  # (H, W, 3) uint8: the input as the network saw it
+    grid: Grid  # the stage's tile grid (indices, palette, layout)
+    activation: np.ndarray  # (C, h, w) float32: the stage, for values under the cursor
+    cam: np.ndarray  # (H, W) float32 in [0, 1]
+    cam_lut: np.ndarray  # (256, 4) uint8: the Grad-CAM colormap
+    channel_lut: np.ndarray  # (256, 4) uint8: the grid's colormap, for one channel shown large
+    target: int
+    target_label: str
+    topk: tuple[tuple[int, str, float], ...]
+    layers: tuple[LayerRow, ...]
+    stage_shapes: dict[str, tuple[int, ...]]
+    device: str
+    notice: str | None
+
+    @property
+    def total_ms(self) -> float:
+        return sum(row.ms for row in self.layers)
+
+
+def load_picture(key: int, path: str) -> Picture:
+    """Read an image file for the strip; raises ``ImageLoadError`` naming the file and why."""
+    from visualizer.core import load_image  # noqa: PLC0415 (torch loads with it)
+
+    return picture_of(key, Path(path).name, path, load_image(path))
+
+
+def picture_of(key: int, name: str, source: str, image: Image.Image) -> Picture:
+    """A `Picture` of an RGB image already in memory."""
+    thumbnail = image.copy()
+    thumbnail.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    return Picture(key, name, source, image, np.ascontiguousarray(thumbnail))
+
+
+def layer_stages(names: list[str], stage_modules: dict[str, str]) -> list[str]:
+    """The stage each layer (in execution order) belongs to: up to and including the last
+    layer inside a stage's module; layers after C5 are the ``head``."""
+    last: dict[str, int] = {}
+    for index, name in enumerate(names):
+        for stage, module in stage_modules.items():
+            if name == module or name.startswith(module + "."):
+                last[stage] = index
+    ends = [(last[stage], stage) for stage in STAGES if stage in last]
+    stages, position = [], 0
+    for index in range(len(names)):
+        while position < len(ends) and index > ends[position][0]:
+            position += 1
+        stages.append(ends[position][1] if position < len(ends) else HEAD)
+    return stages
+
+
+class Session:
+    """The worker thread's state: networks, analyses and Grad-CAMs, kept for reuse."""
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self._progress = progress or (lambda _text, _fraction: None)
+        self._analyzers: dict[ModelSpec, tuple[Analyzer, ModelInfo]] = {}
+        self._results: OrderedDict[Hashable, AnalysisResult] = OrderedDict()
+        self._cams: OrderedDict[Hashable, GradCam] = OrderedDict()
+
+    def model(self, spec: ModelSpec) -> ModelInfo:
+        """Build the network of ``spec`` (once); ImageNet weights that cannot be had fall
+        back to untrained ones, with a banner that says so."""
+        return self._analyzer(spec)[1]
+
+    def view(self, spec: ModelSpec, picture: Picture, options: ViewOptions) -> ViewData:
+        """Analyse ``picture`` (once per network) and render it as ``options`` ask."""
+        from visualizer.core.render import colormap_table  # noqa: PLC0415
+
+        analyzer, info = self._analyzer(spec)
+        result = self._result(spec, picture)
+        target = result.topk[0][0] if options.target is None else options.target
+        cam = self._cam(spec, picture, result, options.stage, target)
+        stage = result.stages[options.stage]
+        grid = _grid(stage, options, cam.channel_weights)
+        return ViewData(
+            picture=picture.key,
+            model=info,
+            options=options,
+            view=np.asarray(result.view),
+            grid=grid,
+            activation=stage.numpy(),
+            cam=cam.map,
+            cam_lut=colormap_table(options.cam_colormap),
+            channel_lut=colormap_table(options.colormap),
+            target=target,
+            target_label=analyzer.categories[target],
+            topk=tuple(result.topk),
+            layers=_layer_rows(analyzer, result),
+            stage_shapes={name: tuple(result.stages[name].shape) for name in STAGES},
+            device=result.device,
+            notice=result.notice,
+        )
+
+    def export(
+        self, spec: ModelSpec, picture: Picture, options: ViewOptions, what: str, path: str
+    ) -> list[Path]:
+        """Write ``what`` of the current view as ``fmviz export`` does.
+
+        ``what``: ``"grid"`` (the stage's grid to the file ``path``), ``"grids"`` (all five
+        into the folder ``path``, named as ``fmviz export`` names them), ``"overlay"`` (the
+        Grad-CAM overlay to ``path``) or ``"timings"`` (the CSV to ``path``).
+        """
+        from visualizer.core.export import (  # noqa: PLC0415
+            ExportOptions,
+            output_names,
+            save_grid,
+            save_overlay,
+            save_timings,
+        )
+
+        analyzer, _ = self._analyzer(spec)
+        result = self._result(spec, picture)
+        target = result.topk[0][0] if options.target is None else options.target
+        if what == "timings":
+            return [save_timings(path, result.timings)]
+        if what == "overlay":
+            cam = self._cam(spec, picture, result, options.stage, target)
+            chosen = ExportOptions(
+                cam_stage=options.stage,
+                target=target,
+                cam_colormap=options.cam_colormap,
+                opacity=options.opacity,
+            )
+            return [save_overlay(path, result, cam, analyzer.categories[target], chosen)]
+        stages = [options.stage] if what == "grid" else list(STAGES)
+        chosen = ExportOptions(stages=tuple(stages), cam_stage=None)
+        names = output_names(Path(picture.name).stem, spec.model, chosen)
+        written = []
+        for stage, name in zip(stages, names, strict=False):
+            weights = None
+            if options.order == "gradcam":
+                weights = self._cam(spec, picture, result, stage, target).channel_weights
+            grid = _grid(result.stages[stage], options, weights)
+            file = path if what == "grid" else str(Path(path) / name)
+            written.append(save_grid(file, result, stage, grid))
+        return written
+
+    def _analyzer(self, spec: ModelSpec) -> tuple[Analyzer, ModelInfo]:
+        if spec not in self._analyzers:
+            self._analyzers[spec] = self._build(spec)
+        return self._analyzers[spec]
+
+    def _build(self, spec: ModelSpec) -> tuple[Analyzer, ModelInfo]:
+        from models import WeightsError  # noqa: PLC0415
+
+        self._progress(f"Loading {spec.label}…", None)
+        fallback = None
+        try:
+            with self._watching_download(spec):
+                analyzer = _new_analyzer(spec.model, spec.weights, spec.device)
+        except WeightsError as error:
+            if spec.weights != "imagenet":
+                raise
+            fallback = str(error)
+            analyzer = _new_analyzer(spec.model, "random", spec.device)
+        info = analyzer.weights_info
+        trained = info is None or info.trained
+        info = ModelInfo(
+            spec=spec,
+            weights=str(info) if info is not None else "unknown",
+            device=analyzer.describe_device(),
+            trained=trained,
+            banner=None if trained else _untrained_banner(spec, fallback),
+            categories=tuple(analyzer.categories),
+            parameters=sum(p.numel() for p in analyzer.model.parameters()),
+        )
+        return analyzer, info
+
+    def _watching_download(self, spec: ModelSpec) -> _DownloadWatch:
+        return _DownloadWatch(spec, self._progress)
+
+    def _result(self, spec: ModelSpec, picture: Picture) -> AnalysisResult:
+        key = (picture.key, spec)
+        if key in self._results:
+            self._results.move_to_end(key)
+            return self._results[key]
+        self._progress(f"Analysing {picture.name} with {spec.label}…", None)
+        analyzer, _ = self._analyzer(spec)
+        result = analyzer.analyze(picture.image, source=picture.source)
+        _remember(self._results, key, result, RESULTS_KEPT)
+        return result
+
+    def _cam(
+        self, spec: ModelSpec, picture: Picture, result: AnalysisResult, stage: str, target: int
+    ) -> GradCam:
+        key = (picture.key, spec, stage, target)
+        if key not in self._cams:
+            analyzer, _ = self._analyzer(spec)
+            _remember(self._cams, key, analyzer.gradcams(result, [stage], target)[stage], CAMS_KEPT)
+        return self._cams[key]
+
+
+def _new_analyzer(model: str, weights: str, device: str) -> Analyzer:
+    from visualizer.core import Analyzer  # noqa: PLC0415
+
+    return Analyzer(model, weights, device, progress=False)
+
+
+def _untrained_banner(spec: ModelSpec, reason: str | None) -> str:
+    from models.weights import imagenet_checkpoint_path  # noqa: PLC0415
+
+    path = imagenet_checkpoint_path(spec.model)
+    why = (
+        f"ImageNet weights could not be had: {reason}. " if reason else "These are random weights. "
+    )
+    return (
+        f"Untrained {spec.label}: the maps and predictions show no learned features. {why}"
+        f"For ImageNet weights, start fmviz once with internet access (they are saved to "
+        f"{path.parent}), put {path.name} there, or use File → Load weights…"
+    )
+
+
+def _grid(stage: Any, options: ViewOptions, cam_weights: Any) -> Grid:
+    from visualizer.core.render import render_grid  # noqa: PLC0415
+
+    return render_grid(
+        stage,
+        colormap=options.colormap,
+        scale=options.scale,
+        order=options.order,
+        weights=cam_weights if options.order == "gradcam" else None,
+        top=options.top_n if options.top_n > 0 else None,
+    )
+
+
+def _layer_rows(analyzer: Analyzer, result: AnalysisResult) -> tuple[LayerRow, ...]:
+    from models import stage_module_names  # noqa: PLC0415
+
+    names = [name for name, _, _ in result.timings]
+    stages = layer_stages(names, stage_module_names(analyzer.model))
+    return tuple(
+        LayerRow(name, kind, tuple(result.layer_shapes.get(name, ())), ms, stage)
+        for (name, kind, ms), stage in zip(result.timings, stages, strict=True)
+    )
+
+
+def _remember(cache: OrderedDict, key: Hashable, value: Any, limit: int) -> None:
+    cache[key] = value
+    while len(cache) > limit:
+        cache.popitem(last=False)
+
+
+class _DownloadWatch:
+    """While ImageNet weights download, reports how much of the file has arrived."""
+
+    def __init__(self, spec: ModelSpec, progress: Progress) -> None:
+        self._spec, self._progress = spec, progress
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _DownloadWatch:
+        if self._spec.weights != "imagenet":
+            return self
+        from models.weights import imagenet_checkpoint_path, imagenet_weights  # noqa: PLC0415
+
+        path = imagenet_checkpoint_path(self._spec.model)
+        if path.is_file():
+            return self
+        megabytes = float(imagenet_weights(self._spec.model).meta.get("_file_size", 0.0))
+        self._thread = threading.Thread(
+            target=self._watch, args=(path, megabytes * 2**20), daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self, path: Path, total: float) -> None:
+        what = f"Downloading ImageNet weights for {self._spec.label}"
+        while not self._stop.wait(DOWNLOAD_POLL_S):
+            # torch.hub writes to "<file>.<random>.partial" beside the file, then renames it.
+            done = 0
+            for part in path.parent.glob(path.name + ".*.partial"):
+                try:
+                    done += part.stat().st_size
+                except OSError:  # renamed or removed since it was listed
+                    continue
+            fraction = min(done / total, 1.0) if total > 0 else None
+            self._progress(f"{what}: {done / 2**20:.0f} of {total / 2**20:.0f} MB", fraction)

@@ -1,0 +1,544 @@
+"""The main window: images on the left, the stage grid in the middle, Grad-CAM on the right,
+timings and the chosen channel below. It asks the worker for everything and only displays."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QImage,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGraphicsView,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from visualizer.ui.cam_panel import CamPanel
+from visualizer.ui.channel_view import ChannelView
+from visualizer.ui.controls import Controls
+from visualizer.ui.files import image_files, pasted_picture, qimage_to_rgba
+from visualizer.ui.grid_view import GridView
+from visualizer.ui.image_strip import ImageStrip
+from visualizer.ui.jobs import ModelInfo, ModelSpec, Picture, ViewData, ViewOptions, load_picture
+from visualizer.ui.message_bar import MessageBar
+from visualizer.ui.worker import Reply, Worker
+
+EXPORTS = {
+    "grid": "Stage grid PNG…",
+    "grids": "All five stage grids…",
+    "overlay": "Grad-CAM overlay PNG…",
+    "timings": "Timings CSV…",
+}
+EXPORT_BUTTONS = {
+    "grid": "Export grid",
+    "grids": "All grids",
+    "overlay": "Export overlay",
+    "timings": "Timings CSV",
+}
+SCALE_NOTES = {"channel": "each channel scaled by itself", "stage": "one scale for the stage"}
+SAVED_VIEW_OPTIONS = ("colormap", "scale", "order", "cam_colormap")
+STYLE = """
+#banner { background: #fff3cd; color: #533f03; border-bottom: 1px solid #e0c36a; }
+#errors { background: #f8d7da; color: #58151c; border-bottom: 1px solid #e4a1a8; }
+#panelTitle { font-weight: bold; padding: 4px 0; }
+#readout { color: #444; padding: 2px 4px; }
+"""
+
+
+class MainWindow(QMainWindow):
+    """fmviz's window. ``spec`` is the network to load; ``settings`` remembers choices."""
+
+    view_shown = Signal()  # a complete view (grid, predictions, Grad-CAM) is on screen
+
+    def __init__(self, spec: ModelSpec, settings: QSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.spec = spec
+        self.model_info: ModelInfo | None = None
+        self._good_spec: ModelSpec | None = None  # the last network that loaded
+        self.options = self._saved_options()
+        self.pictures: dict[int, Picture] = {}
+        self.current: int | None = None  # key of the selected picture
+        self.data: ViewData | None = None
+        self._keys = itertools.count(1)
+        self._waiting = 0  # requests sent and not answered yet
+        self._unselected_batch = False  # select the first picture of a new batch to arrive
+        self.worker = Worker(self)
+        self.worker.replied.connect(self._replied)
+        self.worker.progress.connect(self._progress)
+        self._build()
+        self._restore_geometry()
+        self._update_title()
+
+    # Building
+
+    def _build(self) -> None:
+        self.setAcceptDrops(True)
+        self.setStyleSheet(STYLE)
+        self.controls = Controls(self)
+        self.controls.show_spec(self.spec)
+        self.controls.show_options(self.options)
+        self.controls.model_changed.connect(lambda model: self.set_spec(model=model))
+        self.controls.device_changed.connect(lambda device: self.set_spec(device=device))
+        self.controls.stage_changed.connect(lambda stage: self.set_options(stage=stage))
+        self.controls.view_changed.connect(lambda changes: self.set_options(**changes))
+        self.addToolBar(self.controls.network_toolbar(self))
+        self.addToolBar(self.controls.view_toolbar(self))
+
+        self.strip = ImageStrip()
+        self.strip.picture_selected.connect(self.select_picture)
+        self.banner = MessageBar("banner")
+        self.errors = MessageBar("errors")
+        self.grid = GridView()
+        self.grid.channel_clicked.connect(self.show_channel)
+        self.cam = CamPanel()
+        self.cam.target_chosen.connect(lambda target: self.set_options(target=target))
+        self.cam.colormap_chosen.connect(lambda name: self.set_options(cam_colormap=name))
+        self.cam.opacity_changed.connect(self._opacity_changed)
+        self.timing = TimingTabs()
+        self.channel = self.timing.channel
+        self._lay_out()
+        self._build_menus()
+        self._build_status_bar()
+        for view in self.findChildren(QGraphicsView):  # drops land on the window, not a view
+            view.setAcceptDrops(False)
+            view.viewport().setAcceptDrops(False)
+
+    def _lay_out(self) -> None:
+        middle = QWidget()
+        column = QVBoxLayout(middle)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        self.grid_title = QLabel("Drop images here, or File → Open…")
+        self.grid_title.setObjectName("panelTitle")
+        column.addWidget(self.grid_title)
+        column.addWidget(self.grid, 1)
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(self.strip)
+        top.addWidget(middle)
+        top.addWidget(self.cam)
+        top.setStretchFactor(1, 3)
+        top.setStretchFactor(2, 1)
+        top.setSizes([140, 760, 360])
+        self.body = QSplitter(Qt.Orientation.Vertical)
+        self.body.setObjectName("body")
+        self.body.addWidget(top)
+        self.body.addWidget(self.timing)
+        self.body.setStretchFactor(0, 3)
+        self.body.setStretchFactor(1, 1)
+        self.body.setSizes([560, 240])
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.errors)
+        layout.addWidget(self.body, 1)
+        self.setCentralWidget(central)
+
+    def _build_menus(self) -> None:
+        files = self.menuBar().addMenu("&File")
+        self._action(files, "&Open images…", self.open_images, QKeySequence.StandardKey.Open)
+        self._action(files, "&Paste image", self.paste, QKeySequence.StandardKey.Paste)
+        self._action(files, "Load &weights…", self.load_weights)
+        files.addSeparator()
+        export = files.addMenu("&Export")
+        self.export_actions = {}
+        keys = {"grid": "Ctrl+E", "grids": "Ctrl+Shift+E"}
+        for what, text in EXPORTS.items():
+            action = self._action(export, text, lambda _=False, what=what: self.export(what))
+            if what in keys:
+                action.setShortcut(QKeySequence(keys[what]))
+            self.export_actions[what] = action
+        files.addSeparator()
+        self._action(files, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        view = self.menuBar().addMenu("&View")
+        for action in self.controls.stage_actions.values():
+            view.addAction(action)
+        bar = self.addToolBar("Export")
+        bar.setObjectName("exportToolbar")
+        for what, action in self.export_actions.items():
+            action.setIconText(EXPORT_BUTTONS[what])
+            bar.addAction(action)
+        help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&About fmviz", self._about)
+
+    def _action(self, menu, text: str, slot, shortcut=None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.busy = QProgressBar()
+        self.busy.setMaximumWidth(180)
+        self.busy.setTextVisible(False)
+        self.busy.hide()
+        self.device_label = QLabel("loading…")
+        self.weights_label = QLabel("")
+        bar.addPermanentWidget(self.busy)
+        bar.addPermanentWidget(self.device_label)
+        bar.addPermanentWidget(self.weights_label)
+
+    # What the user does
+
+    def start(self, paths: Iterable[str]) -> None:
+        """Load the network (behind the window) and the images given."""
+        self._request_model()
+        self.add_files(list(paths))
+
+    def add_files(self, paths: list[str]) -> None:
+        """Read ``paths`` (files; folders give the images inside) into the strip."""
+        files, problems = image_files(paths)
+        for problem in problems:
+            self.show_error(problem)
+        self._unselected_batch = bool(files)
+        for path in files:
+            key = next(self._keys)
+            self._send("load", lambda _s, key=key, path=path: load_picture(key, path),
+                       lane="files", latest_wins=False, context=path)  # fmt: skip
+
+    def add_image(self, image: QImage, name: str) -> None:
+        """Add an image given in memory (pasted or dropped from another program)."""
+        key = next(self._keys)
+        rgba = qimage_to_rgba(image)
+        self._unselected_batch = True
+        self._send("load", lambda _s: pasted_picture(key, name, rgba),
+                   lane="files", latest_wins=False, context=name)  # fmt: skip
+
+    def select_picture(self, key: int) -> None:
+        """Analyse the picture ``key`` and show it."""
+        if key not in self.pictures or key == self.current:
+            return
+        self.current = key
+        self.strip.select(key)
+        self.channel.clear()
+        self._update_title()
+        self._request_view()
+
+    def set_spec(self, **changes: str) -> None:
+        """Use another network, device or weights."""
+        spec = dataclasses.replace(self.spec, **changes)
+        if spec == self.spec:
+            return
+        self.spec = spec
+        self.settings.setValue("model", spec.model)
+        self.settings.setValue("device", spec.device)
+        self.channel.clear()
+        self._update_title()
+        self._request_model()
+        self._request_view()
+
+    def set_options(self, **changes: object) -> None:
+        """Change how the analysis is shown (stage, colormap, order, class, …)."""
+        options = dataclasses.replace(self.options, **changes)
+        if options == self.options:
+            return
+        if options.stage != self.options.stage:
+            self.channel.clear()
+        self.options = options
+        self.controls.show_options(options)
+        for name in SAVED_VIEW_OPTIONS:
+            if name in changes:
+                self.settings.setValue(name, getattr(options, name))
+        self._request_view()
+
+    def show_channel(self, channel: int) -> None:
+        """Open ``channel`` of the stage large, beside the input."""
+        if self.data is not None:
+            self.channel.show_channel(self.data, channel)
+            self.timing.setCurrentWidget(self.channel)
+
+    def open_images(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Open images", self._folder(), "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif "
+            "*.tiff *.webp *.ppm *.pgm);;All files (*)",
+        )  # fmt: skip
+        if paths:
+            self._remember_folder(paths[0])
+            self.add_files(paths)
+
+    def paste(self) -> None:
+        """Add the clipboard's image, or the image files it names."""
+        mime = QGuiApplication.clipboard().mimeData()
+        if mime is not None and mime.hasUrls():
+            self.add_files([url.toLocalFile() for url in mime.urls() if url.isLocalFile()])
+        elif mime is not None and mime.hasImage():
+            self.add_image(QGuiApplication.clipboard().image(), f"pasted {next(self._keys)}")
+        else:
+            self.show_error("The clipboard holds no image.")
+
+    def load_weights(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, f"Load {self.spec.label} weights", self._folder(),
+            "Checkpoints (*.pth *.pt *.safetensors);;All files (*)",
+        )  # fmt: skip
+        if path:
+            self._remember_folder(path)
+            self.set_spec(weights=path)
+
+    def export(self, what: str) -> None:
+        """Ask where, then write ``what`` (see `jobs.Session.export`) of the view on screen."""
+        if self.data is None or self.current is None:
+            self.show_error("Nothing to export yet: add an image first.")
+            return
+        path = self.ask_export_path(what, self._export_name(what))
+        if not path:
+            return
+        self._remember_folder(path if what == "grids" else str(Path(path).parent))
+        spec, picture, options = self.data.model.spec, self.pictures[self.current], self.options
+        self._send("export", lambda session: session.export(spec, picture, options, what, path),
+                   latest_wins=False, context=what)  # fmt: skip
+
+    def ask_export_path(self, what: str, name: str) -> str:
+        """The file (or, for all grids, the folder) to export to; empty when cancelled."""
+        if what == "grids":
+            return QFileDialog.getExistingDirectory(
+                self, "Export all five grids to", self._folder()
+            )
+        kind = "CSV (*.csv)" if what == "timings" else "PNG image (*.png)"
+        path, _ = QFileDialog.getSaveFileName(
+            self, EXPORTS[what], str(Path(self._folder()) / name), kind
+        )
+        return path
+
+    def idle(self) -> bool:
+        """True when every request sent to the worker has been answered."""
+        return self._waiting == 0
+
+    def show_error(self, text: str) -> None:
+        """The one way errors reach the user: the red line at the top of the window."""
+        self.errors.add(text)
+        self.statusBar().showMessage(text, 8000)
+
+    # Requests and replies
+
+    def _send(self, kind: str, job, **options) -> int:
+        self._waiting += 1
+        self._show_busy(True)
+        return self.worker.submit(kind, job, **options)
+
+    def _request_model(self) -> None:
+        spec = self.spec
+        self._send("model", lambda session: session.model(spec), context=spec)
+
+    def _request_view(self) -> None:
+        if self.current is None:
+            return
+        spec, picture, options = self.spec, self.pictures[self.current], self.options
+        self._send("view", lambda session: session.view(spec, picture, options), context=spec)
+
+    def _replied(self, reply: Reply) -> None:
+        self._waiting -= 1
+        if self._waiting <= 0:
+            self._waiting = 0
+            self._show_busy(False)
+        if reply.skipped or not self.worker.is_current(reply):
+            return  # a newer request of the same kind is on its way: latest wins
+        if reply.error is not None:
+            self._failed(reply)
+        elif reply.kind == "load":
+            self._picture_arrived(reply.value)
+        elif reply.kind == "model":
+            self._model_ready(reply.value)
+        elif reply.kind == "view":
+            self._show(reply.value)
+        elif reply.kind == "export":
+            self._exported(reply.value)
+
+    def _failed(self, reply: Reply) -> None:
+        self.show_error(reply.error)
+        if (
+            reply.kind in ("model", "view")
+            and reply.context == self.spec
+            and self._good_spec is not None
+            and self._good_spec != self.spec
+        ):
+            # The network asked for could not be had: go back to the one that worked.
+            self.spec = self._good_spec
+            self.controls.show_spec(self.spec)
+            self._update_title()
+            self._request_view()
+
+    def _picture_arrived(self, picture: Picture) -> None:
+        self.pictures[picture.key] = picture
+        self.strip.add_picture(picture)
+        if self._unselected_batch or self.current is None:
+            self._unselected_batch = False
+            self.select_picture(picture.key)
+
+    def _model_ready(self, info: ModelInfo) -> None:
+        if info.spec != self.spec:
+            return
+        self.model_info = info
+        self._good_spec = info.spec
+        self.device_label.setText(f"Device: {info.device}")
+        self.weights_label.setText(f"Weights: {info.weights}")
+        if info.banner:
+            self.banner.show_message(info.banner)
+        else:
+            self.banner.clear()
+
+    def _show(self, data: ViewData) -> None:
+        if data.picture != self.current:
+            return
+        self.data = data
+        self._model_ready(data.model)
+        if data.notice:
+            self.banner.show_message(data.notice)
+        self.grid.show_data(data)
+        channels, height, width = data.activation.shape
+        shown = len(data.grid.layout.order)
+        self.grid_title.setText(
+            f"{data.options.stage}: {shown if shown < channels else 'all'} of {channels} "
+            f"channels, {height}×{width} each · {self.spec.label} · "
+            f"{SCALE_NOTES[data.options.scale]}"
+        )
+        self.cam.show_data(data)
+        self.timing.timings.show_data(data)
+        if self.channel.channel is not None and self.channel.channel < channels:
+            self.channel.show_channel(data, self.channel.channel)
+        self.statusBar().showMessage(
+            f"{self.pictures[data.picture].name}: top-1 {data.topk[0][1]} "
+            f"({data.topk[0][2] * 100:.1f} %), {data.total_ms:.0f} ms on {data.device}",
+            10000,
+        )
+        self.view_shown.emit()
+
+    def _exported(self, paths: list[Path]) -> None:
+        where = paths[0].parent if paths else ""
+        self.statusBar().showMessage(
+            f"Saved {len(paths)} file(s) in {where}: " + ", ".join(p.name for p in paths), 10000
+        )
+
+    def _progress(self, text: str, fraction: float) -> None:
+        self.statusBar().showMessage(text)
+        self.busy.show()
+        if fraction < 0:
+            self.busy.setRange(0, 0)
+        else:
+            self.busy.setRange(0, 1000)
+            self.busy.setValue(int(fraction * 1000))
+
+    def _show_busy(self, busy: bool) -> None:
+        if busy:
+            self.busy.setRange(0, 0)
+            self.busy.show()
+        else:
+            self.busy.hide()
+
+    def _opacity_changed(self, opacity: float) -> None:
+        self.options = dataclasses.replace(self.options, opacity=opacity)
+
+    # Drops, settings, closing
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt's name)
+        if event.mimeData().hasUrls() or event.mimeData().hasImage():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt's name)
+        mime = event.mimeData()
+        if mime.hasUrls():
+            self.add_files([url.toLocalFile() for url in mime.urls() if url.isLocalFile()])
+        elif mime.hasImage():
+            self.add_image(QImage(mime.imageData()), f"dropped {next(self._keys)}")
+        event.acceptProposedAction()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("state", self.saveState())
+        self.settings.sync()
+        self.worker.shutdown()
+        super().closeEvent(event)
+
+    def _restore_geometry(self) -> None:
+        geometry = self.settings.value("geometry")
+        if isinstance(geometry, QByteArray) and self.restoreGeometry(geometry):
+            self.restoreState(self.settings.value("state", QByteArray()))
+        else:
+            self.resize(1400, 900)
+
+    def _saved_options(self) -> ViewOptions:
+        saved = {}
+        for name in SAVED_VIEW_OPTIONS:
+            value = self.settings.value(name)
+            if isinstance(value, str):
+                saved[name] = value
+        options = ViewOptions(**saved)
+        from visualizer.ui.controls import COLORMAPS, ORDERS, SCALES  # noqa: PLC0415
+
+        valid = (
+            options.colormap in COLORMAPS
+            and options.cam_colormap in COLORMAPS
+            and options.scale in SCALES
+            and options.order in ORDERS
+        )
+        return options if valid else ViewOptions()
+
+    def _folder(self) -> str:
+        folder = self.settings.value("folder")
+        return folder if isinstance(folder, str) and Path(folder).is_dir() else str(Path.home())
+
+    def _remember_folder(self, path: str) -> None:
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        self.settings.setValue("folder", str(folder))
+
+    def _export_name(self, what: str) -> str:
+        stem = Path(self.pictures[self.current].name).stem
+        model, stage = self.spec.model, self.options.stage
+        return {
+            "grid": f"{stem}_{model}_{stage}.png",
+            "overlay": f"{stem}_{model}_gradcam_{stage}.png",
+            "timings": f"{stem}_{model}_timings.csv",
+        }.get(what, "")
+
+    def _update_title(self) -> None:
+        parts = ["fmviz"]
+        if self.current is not None:
+            parts.append(self.pictures[self.current].name)
+        parts.append(self.spec.label)
+        self.setWindowTitle(" — ".join(parts))
+
+    def _about(self) -> None:
+        from visualizer import __version__  # noqa: PLC0415
+
+        QMessageBox.about(
+            self,
+            "About fmviz",
+            f"fmviz {__version__}: what VGG16 and ResNet101 see, stage by stage.\n"
+            "Grad-CAM by Captum (LayerGradCam, ReLU).",
+        )
+
+
+class TimingTabs(QTabWidget):
+    """The lower panel: per-layer timings, and the channel clicked in the grid."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        from visualizer.ui.timing_panel import TimingPanel  # noqa: PLC0415
+
+        super().__init__(parent)
+        self.timings = TimingPanel()
+        self.channel = ChannelView()
+        self.addTab(self.timings, "Layer timing")
+        self.addTab(self.channel, "Channel")

@@ -1,0 +1,121 @@
+"""Background work for the window: jobs run off the event loop, replies come back as signals.
+
+Each request gets a generation number. A request of a kind ("view", "model", …) that a newer
+one of the same kind has overtaken is skipped before it starts, and its reply, if it was
+already running, is marked stale, so the window shows only the latest (latest wins). Replies
+are plain data (`jobs.ViewData` and the like); Qt objects stay on the main thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from visualizer.ui.jobs import Session
+
+# Errors whose message already says what went wrong, for the user, in one line.
+EXPECTED_ERRORS = ("ImageLoadError", "WeightsError", "DeviceError", "ValueError", "OSError")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a job gave, or the one-line reason it failed."""
+
+    kind: str
+    generation: int
+    value: Any = None
+    error: str | None = None
+    context: Any = None  # what the request carried along for its reply (e.g. a file name)
+    skipped: bool = False  # overtaken by a newer request of its kind before it started
+
+
+class Worker(QObject):
+    """Runs jobs on background threads, one at a time per lane, and reports back.
+
+    Lanes: ``"model"`` (networks, analyses, exports: one thread, so one `Session`) and
+    ``"files"`` (reading images, so a large drop does not wait for the network).
+    """
+
+    replied = Signal(object)  # Reply, delivered on the main thread; one per request
+    progress = Signal(str, float)  # what is happening, fraction done (-1: unknown)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._latest: dict[str, int] = {}
+        self._generations = itertools.count(1)
+        self._session = Session(self._report)
+        self._closed = False
+
+    def submit(
+        self,
+        kind: str,
+        job: Callable[[Session], Any],
+        *,
+        lane: str = "model",
+        latest_wins: bool = True,
+        context: Any = None,
+    ) -> int:
+        """Run ``job(session)`` on ``lane``; returns the request's generation number."""
+        if self._closed:
+            return 0
+        generation = next(self._generations)
+        if latest_wins:
+            self._latest[kind] = generation
+        pool = self._pools.get(lane)
+        if pool is None:
+            pool = self._pools[lane] = ThreadPoolExecutor(1, thread_name_prefix=f"fmviz-{lane}")
+        pool.submit(self._run, kind, generation, job, latest_wins, context)
+        return generation
+
+    def is_current(self, reply: Reply) -> bool:
+        """False when a newer request of the same kind was made after this reply's."""
+        latest = self._latest.get(reply.kind)
+        return latest is None or latest == reply.generation
+
+    def shutdown(self) -> None:
+        """Drop what is queued, wait for what is running, and stop the threads."""
+        self._closed = True
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._pools.clear()
+
+    def _run(
+        self,
+        kind: str,
+        generation: int,
+        job: Callable[[Session], Any],
+        latest_wins: bool,
+        context: Any,
+    ) -> None:
+        if self._closed:
+            return
+        if latest_wins and self._latest.get(kind) != generation:
+            self.replied.emit(Reply(kind, generation, context=context, skipped=True))
+            return
+        try:
+            reply = Reply(kind, generation, value=job(self._session), context=context)
+        except Exception as error:  # noqa: BLE001 (every failure reaches the user as a message)
+            reply = Reply(kind, generation, error=describe_error(error), context=context)
+        if not self._closed:
+            self.replied.emit(reply)
+
+    def _report(self, text: str, fraction: float | None) -> None:
+        if not self._closed:
+            self.progress.emit(text, -1.0 if fraction is None else fraction)
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for the user; a failure nobody foresaw also goes to stderr with its trace."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if type(error).__name__ in EXPECTED_ERRORS or isinstance(error, OSError):
+        return text
+    traceback.print_exception(error, file=sys.stderr)
+    return f"unexpected {type(error).__name__}: {text[:300]}"
