@@ -19,8 +19,8 @@ def test_info_prints_the_stage_table(capsys: pytest.CaptureFixture[str]) -> None
     assert "C5    layer4       2048×7×7" in out
 
 
-def test_info_is_the_default_command_and_takes_a_size(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--model", "vgg16", "--weights", "random", "--size", "64x96"]) == 0
+def test_info_takes_a_size(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--model", "vgg16", "--weights", "random", "--size", "64x96"]) == 0
     out = capsys.readouterr().out
     assert "output for a 64×96 input" in out
     assert "C1    features.3   64×64×96" in out
@@ -38,7 +38,10 @@ def test_bad_weights_fail_with_one_line_and_status_1(
     assert captured.out == ""
 
 
-@pytest.mark.parametrize("words", [["--size", "big"], ["--model", "alexnet"], ["--size", "8x8"]])
+@pytest.mark.parametrize(
+    "words",
+    [["info", "--size", "big"], ["info", "--model", "alexnet"], ["info", "--size", "8x8"]],
+)
 def test_bad_usage_exits_2(words: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(words)
@@ -49,7 +52,16 @@ def test_bad_usage_exits_2(words: list[str], capsys: pytest.CaptureFixture[str])
 def test_python_dash_m_visualizer_runs_without_a_traceback(tmp_path: Path) -> None:
     missing = tmp_path / "missing.pth"
     result = subprocess.run(
-        [sys.executable, "-m", "visualizer", "--model", "resnet101", "--weights", str(missing)],
+        [
+            sys.executable,
+            "-m",
+            "visualizer",
+            "info",
+            "--model",
+            "resnet101",
+            "--weights",
+            str(missing),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -68,6 +68,15 @@ def run(
     screenshot: str | None = None,
 ) -> int:
     """Open the window and run until it closes; returns the exit status."""
+    if not _has_display():
+        if not screenshot:
+            print(
+                "error: no display to open the window on (DISPLAY is not set); "
+                "use --screenshot PATH to save a picture of it, or fmviz export",
+                file=sys.stderr,
+            )
+            return 1
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("fmviz")
     app.setOrganizationName("fmviz")
@@ -135,3 +144,10 @@ def _reporting_to(window: MainWindow):
         window.show_error(f"unexpected {kind.__name__}: {' '.join(str(error).split())[:300]}")
 
     return hook
+
+
+def _has_display() -> bool:
+    """False on a Linux machine with no X11 or Wayland display and no Qt platform chosen."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

@@ -94,10 +94,14 @@ class CamPanel(QWidget):
         self.heat.setImage(data.cam, levels=(0.0, 1.0), lut=data.cam_lut)
         self.heat.setOpacity(self.opacity.value() / 100)
         self.box.autoRange(padding=0.0)
+        empty = "" if data.cam.max() > 0 else " · <i>empty: no positive evidence here</i>"
         self.title.setText(
             f"Grad-CAM of <b>{data.target} {_escaped(data.target_label)}</b> "
-            f"at {data.options.stage}<br><small>{METHOD}</small>"
+            f"at {data.options.stage}{empty}<br><small>{METHOD}</small>"
         )
+        self.classes.blockSignals(True)
+        self.classes.setCurrentIndex(data.target if data.options.target is not None else -1)
+        self.classes.blockSignals(False)
         self.predictions.clear()
         for index, label, probability in data.topk:
             item = QListWidgetItem(f"{probability * 100:5.1f} %   {label}  ({index})")

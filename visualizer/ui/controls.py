@@ -10,12 +10,8 @@ from visualizer.ui.jobs import MODEL_LABELS, STAGES, ModelSpec, ViewOptions
 
 DEVICES = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA", "mps": "MPS"}
 COLORMAPS = ("viridis", "inferno", "magma", "plasma", "cividis", "turbo", "gray")
-SCALES = {"channel": "Scale per channel", "stage": "Scale shared by the stage"}
-ORDERS = {
-    "index": "Order: channel index",
-    "mean": "Order: mean activation",
-    "gradcam": "Order: Grad-CAM weight",
-}
+SCALES = {"channel": "Scale: channel", "stage": "Scale: stage"}
+ORDERS = {"index": "Order: index", "mean": "Order: mean", "gradcam": "Order: Grad-CAM"}
 
 
 def _combo(items: dict[str, str], tip: str) -> QComboBox:
@@ -47,8 +43,12 @@ class Controls(QObject):
         self.model = _combo(MODEL_LABELS, "Network")
         self.device = _combo(DEVICES, "Where the network runs (Auto: CUDA, then MPS, then CPU)")
         self.colormap = _combo({name: name for name in COLORMAPS}, "Colormap of the grid")
-        self.scale = _combo(SCALES, "Stretch each channel by itself, or the stage as a whole")
-        self.order = _combo(ORDERS, "Order of the tiles")
+        self.scale = _combo(
+            SCALES, "Stretch each channel over the colormap by itself, or the stage as a whole"
+        )
+        self.order = _combo(
+            ORDERS, "Tile order: channel index, mean activation or Grad-CAM weight (highest first)"
+        )
         self.top_n = QSpinBox()
         self.top_n.setRange(0, 4096)
         self.top_n.setSpecialValueText("all")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -48,9 +49,9 @@ EXPORTS = {
     "timings": "Timings CSV…",
 }
 EXPORT_BUTTONS = {
-    "grid": "Export grid",
+    "grid": "Grid PNG",
     "grids": "All grids",
-    "overlay": "Export overlay",
+    "overlay": "Overlay PNG",
     "timings": "Timings CSV",
 }
 SCALE_NOTES = {"channel": "each channel scaled by itself", "stage": "one scale for the stage"}
@@ -175,6 +176,7 @@ class MainWindow(QMainWindow):
             view.addAction(action)
         bar = self.addToolBar("Export")
         bar.setObjectName("exportToolbar")
+        bar.addWidget(QLabel(" Export "))
         for what, action in self.export_actions.items():
             action.setIconText(EXPORT_BUTTONS[what])
             bar.addAction(action)
@@ -213,6 +215,10 @@ class MainWindow(QMainWindow):
         files, problems = image_files(paths)
         for problem in problems:
             self.show_error(problem)
+        known = {os.path.realpath(p.source): key for key, p in self.pictures.items()}
+        if files and os.path.realpath(files[0]) in known:  # already in the strip: show it
+            self.select_picture(known[os.path.realpath(files[0])])
+        files = [path for path in files if os.path.realpath(path) not in known]
         self._unselected_batch = bool(files)
         for path in files:
             key = next(self._keys)
@@ -243,6 +249,7 @@ class MainWindow(QMainWindow):
         if spec == self.spec:
             return
         self.spec = spec
+        self.controls.show_spec(spec)
         self.settings.setValue("model", spec.model)
         self.settings.setValue("device", spec.device)
         self.channel.clear()

@@ -1,0 +1,80 @@
+"""``fmviz [IMAGE ...]``: the window's command line (the window itself is tested in tests/ui)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import visualizer.ui.app
+from visualizer.cli import main
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict]]:
+    """Calls that would have opened the window, with their arguments."""
+    calls: list[tuple[list[str], dict]] = []
+
+    def fake_run(paths: list[str], **options: object) -> int:
+        calls.append((list(paths), options))
+        return 0
+
+    monkeypatch.setattr(visualizer.ui.app, "run", fake_run)
+    return calls
+
+
+def test_no_command_opens_the_window_with_the_last_used_network(opened) -> None:
+    assert main([]) == 0
+    assert opened == [
+        ([], {"model": None, "weights": "imagenet", "device": None, "screenshot": None})
+    ]
+
+
+def test_images_and_options_reach_the_window(opened, tmp_path: Path) -> None:
+    shot = tmp_path / "out.png"
+    words = ["a.jpg", "photos", "--model", "vgg16", "--weights", "random", "--device", "cpu"]
+    assert main([*words, "--screenshot", str(shot)]) == 0
+    assert opened == [
+        (
+            ["a.jpg", "photos"],
+            {"model": "vgg16", "weights": "random", "device": "cpu", "screenshot": str(shot)},
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("words", "reason"),
+    [
+        (["--model", "alexnet"], "invalid choice: 'alexnet'"),
+        (["--device", "tpu"], "invalid choice: 'tpu'"),
+        (["--screenshot", "/no/such/folder/out.png"], "the folder /no/such/folder does not exist"),
+        (["--screenshot", "."], ".: is a folder; give a file name"),
+    ],
+)
+def test_bad_usage_exits_2_before_any_window(
+    opened, words: list[str], reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(words)
+    assert exit_info.value.code == 2
+    assert reason in capsys.readouterr().err
+    assert opened == []
+
+
+def test_help_names_the_window_and_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: fmviz [IMAGE ...] [options]" in out
+    for command in ("info", "export", "bench"):
+        assert f"  {command}  " in out
+    assert "--screenshot PATH" in out
+
+
+def test_opening_the_window_imports_no_torch_before_it(modules_after) -> None:
+    # P5: the window shows first; torch and the network load behind it.
+    loaded = modules_after("import visualizer.cli, visualizer.ui.app")
+    assert "PySide6.QtWidgets" in loaded
+    assert "pyqtgraph" in loaded
+    assert not {"torch", "torchvision", "captum"} & loaded
