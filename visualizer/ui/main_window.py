@@ -216,8 +216,9 @@ class MainWindow(QMainWindow):
         for problem in problems:
             self.show_error(problem)
         known = {os.path.realpath(p.source): key for key, p in self.pictures.items()}
-        if files and os.path.realpath(files[0]) in known:  # already in the strip: show it
-            self.select_picture(known[os.path.realpath(files[0])])
+        again = [known[real] for real in map(os.path.realpath, files) if real in known]
+        if again:  # already in the strip: show it (a new image, once read, takes over)
+            self.select_picture(again[0])
         files = [path for path in files if os.path.realpath(path) not in known]
         self._unselected_batch = bool(files)
         for path in files:
@@ -239,20 +240,28 @@ class MainWindow(QMainWindow):
             return
         self.current = key
         self.strip.select(key)
-        self.channel.clear()
+        self._clear_channel()
         self._update_title()
         self._request_view()
 
     def set_spec(self, **changes: str) -> None:
-        """Use another network, device or weights."""
+        """Use another network, device or weights.
+
+        Another network drops a weights file (it fits one network only) for ImageNet weights.
+        """
+        if "model" in changes and "weights" not in changes and not _is_named(self.spec.weights):
+            changes["weights"] = "imagenet"
         spec = dataclasses.replace(self.spec, **changes)
         if spec == self.spec:
             return
+        self._use_spec(spec)
+
+    def _use_spec(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.controls.show_spec(spec)
         self.settings.setValue("model", spec.model)
         self.settings.setValue("device", spec.device)
-        self.channel.clear()
+        self._clear_channel()
         self._update_title()
         self._request_model()
         self._request_view()
@@ -263,13 +272,17 @@ class MainWindow(QMainWindow):
         if options == self.options:
             return
         if options.stage != self.options.stage:
-            self.channel.clear()
+            self._clear_channel()
         self.options = options
         self.controls.show_options(options)
         for name in SAVED_VIEW_OPTIONS:
             if name in changes:
                 self.settings.setValue(name, getattr(options, name))
         self._request_view()
+
+    def _clear_channel(self) -> None:
+        self.channel.clear()
+        self.timing.setCurrentWidget(self.timing.timings)
 
     def show_channel(self, channel: int) -> None:
         """Open ``channel`` of the stage large, beside the input."""
@@ -363,6 +376,8 @@ class MainWindow(QMainWindow):
             self._show_busy(False)
         if reply.skipped or not self.worker.is_current(reply):
             return  # a newer request of the same kind is on its way: latest wins
+        if reply.kind in ("model", "view") and reply.context != self.spec:
+            return  # for a network no longer in use
         if reply.error is not None:
             self._failed(reply)
         elif reply.kind == "load":
@@ -376,17 +391,15 @@ class MainWindow(QMainWindow):
 
     def _failed(self, reply: Reply) -> None:
         self.show_error(reply.error)
-        if (
-            reply.kind in ("model", "view")
-            and reply.context == self.spec
-            and self._good_spec is not None
-            and self._good_spec != self.spec
-        ):
-            # The network asked for could not be had: go back to the one that worked.
-            self.spec = self._good_spec
-            self.controls.show_spec(self.spec)
-            self._update_title()
-            self._request_view()
+        if reply.kind not in ("model", "view") or self._good_spec == self.spec:
+            return
+        # The network asked for could not be had: go back to the last one that worked or,
+        # at the start, to ImageNet (else untrained) weights on the best device.
+        fallback = self._good_spec or ModelSpec(
+            self.spec.model, self.spec.weights if _is_named(self.spec.weights) else "imagenet"
+        )
+        if fallback != self.spec:
+            self._use_spec(fallback)
 
     def _picture_arrived(self, picture: Picture) -> None:
         self.pictures[picture.key] = picture
@@ -549,3 +562,8 @@ class TimingTabs(QTabWidget):
         self.channel = ChannelView()
         self.addTab(self.timings, "Layer timing")
         self.addTab(self.channel, "Channel")
+
+
+def _is_named(weights: str) -> bool:
+    """True for the weights a name stands for ("imagenet", "random"), not a file."""
+    return weights in ("imagenet", "random")
