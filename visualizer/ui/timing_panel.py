@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
     QLabel,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
-from visualizer.ui.jobs import HEAD, STAGES, ViewData
+from visualizer.ui.jobs import HEAD, STAGES, LayerRow, ViewData
 
 COLUMNS = ("Layer", "Type", "Output shape", "ms", "Share %")
 STAGE_COLOURS = {
@@ -29,18 +30,64 @@ STAGE_COLOURS = {
 }
 
 
-class _Number(QTableWidgetItem):
-    """A cell that sorts by its value, not its text."""
+class LayerTable(QAbstractTableModel):
+    """The layers of one analysis as table rows; sorting keeps numbers numeric."""
 
-    def __init__(self, value: float, text: str) -> None:
-        super().__init__(text)
-        self.value = value
-        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[tuple[int, LayerRow]] = []  # (execution index, layer)
+        self._total = 1.0
 
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        if isinstance(other, _Number):
-            return self.value < other.value
-        return super().__lt__(other)
+    def set_layers(self, layers: tuple[LayerRow, ...], total_ms: float) -> None:
+        self.beginResetModel()
+        self._rows = list(enumerate(layers))
+        self._total = total_ms or 1.0
+        self.endResetModel()
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> object:  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        _, layer = self._rows[index.row()]
+        column = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._text(layer, column)
+        if role == Qt.ItemDataRole.TextAlignmentRole and column >= 3:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{layer.name} ({layer.stage})"
+        return None
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        keys = {
+            0: lambda row: row[0],
+            1: lambda row: row[1].kind,
+            2: lambda row: math.prod(row[1].shape) if row[1].shape else 0,
+            3: lambda row: row[1].ms,
+            4: lambda row: row[1].ms,
+        }
+        self.layoutAboutToBeChanged.emit()
+        self._rows.sort(key=keys[column], reverse=order == Qt.SortOrder.DescendingOrder)
+        self.layoutChanged.emit()
+
+    def _text(self, layer: LayerRow, column: int) -> str:
+        if column == 0:
+            return layer.name
+        if column == 1:
+            return layer.kind
+        if column == 2:
+            return "×".join(str(n) for n in layer.shape[1:]) if layer.shape else "–"
+        if column == 3:
+            return f"{layer.ms:.3f}"
+        return f"{100 * layer.ms / self._total:.1f}"
 
 
 class TimingPanel(QWidget):
@@ -51,16 +98,20 @@ class TimingPanel(QWidget):
         self.totals = QLabel("Timings appear after the first analysis.")
         self.totals.setObjectName("readout")
         self.totals.setTextFormat(Qt.TextFormat.RichText)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.layers = LayerTable(self)
+        self.table = QTableView()
+        self.table.setModel(self.layers)
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSortingEnabled(True)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)  # execution order
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        for column, width in enumerate((190, 130, 110, 70)):
+            header.resizeSection(column, width)
         self.chart = pg.PlotWidget(background="#1e1e1e")
         self.chart.setLabel("left", "ms")
         self.chart.setLabel("bottom", "layer, in execution order")
@@ -94,22 +145,9 @@ class TimingPanel(QWidget):
         )
 
     def _fill_table(self, data: ViewData, total: float) -> None:
-        self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(data.layers))
-        for row, layer in enumerate(data.layers):
-            shape = "×".join(str(n) for n in layer.shape[1:]) if layer.shape else "–"
-            cells = (
-                _Number(row, layer.name),
-                QTableWidgetItem(layer.kind),
-                QTableWidgetItem(shape),
-                _Number(layer.ms, f"{layer.ms:.3f}"),
-                _Number(layer.ms / total, f"{100 * layer.ms / total:.1f}"),
-            )
-            cells[0].setTextAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-            cells[0].setToolTip(f"{layer.name} ({layer.stage})")
-            for column, cell in enumerate(cells):
-                self.table.setItem(row, column, cell)
-        self.table.setSortingEnabled(True)
+        self.layers.set_layers(data.layers, total)
+        header = self.table.horizontalHeader()
+        self.layers.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())
 
     def _draw_chart(self, data: ViewData) -> None:
         for bar in self.bars:
