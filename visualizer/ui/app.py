@@ -100,8 +100,10 @@ class ScreenshotOnFirstView:
     def __init__(self, window: MainWindow, path: str) -> None:
         self.window, self.path = window, path
         self.done = False
+        self.errors = 0
         window.view_shown.connect(self._shown)
-        window.worker.replied.connect(self._replied)
+        window.error_shown.connect(self._error_shown)
+        window.worker.replied.connect(self._replied)  # after the window's own handler
 
     def _shown(self) -> None:
         if not self.done:
@@ -122,17 +124,24 @@ class ScreenshotOnFirstView:
         print(f"saved {self.path}", file=sys.stderr)
         QApplication.exit(0)
 
-    def _replied(self, reply: Reply) -> None:
-        if self.done or reply.error is None:
-            return
-        print(f"error: {reply.error}", file=sys.stderr)
-        nothing_left = reply.kind == "load" and not self.window.pictures and self.window.idle()
-        if reply.kind in ("model", "view") or nothing_left:
-            self._fail("no view to take a screenshot of")
+    def _error_shown(self, text: str) -> None:
+        if not self.done:
+            self.errors += 1
+            print(f"error: {text}", file=sys.stderr)
 
-    def _fail(self, text: str) -> None:
+    def _replied(self, reply: Reply) -> None:
+        if self.done:
+            return
+        if reply.error is not None and reply.kind in ("model", "view"):
+            self._fail()  # the network or the analysis failed: there will be no view
+        elif not self.window.pictures and self.window.idle():
+            self._fail(None if self.errors else "no image to show")
+
+    def _fail(self, text: str | None = None) -> None:
+        """Exit 1; the errors that led here are already printed, one line each."""
         self.done = True
-        print(f"error: {text}", file=sys.stderr)
+        if text:
+            print(f"error: {text}", file=sys.stderr)
         QApplication.exit(1)
 
 

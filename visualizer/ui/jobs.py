@@ -151,6 +151,10 @@ def layer_stages(names: list[str], stage_modules: dict[str, str]) -> list[str]:
     return stages
 
 
+class ExportError(OSError):
+    """An export could not be written; the message names the file chosen and why."""
+
+
 class Session:
     """The worker thread's state: networks, analyses and Grad-CAMs, kept for reuse."""
 
@@ -203,6 +207,16 @@ class Session:
         into the folder ``path``, named as ``fmviz export`` names them), ``"overlay"`` (the
         Grad-CAM overlay to ``path``) or ``"timings"`` (the CSV to ``path``).
         """
+        try:
+            return self._export(spec, picture, options, what, path)
+        except ExportError:
+            raise
+        except OSError as error:
+            raise ExportError(f"{path}: cannot be written ({error.strerror or error})") from None
+
+    def _export(
+        self, spec: ModelSpec, picture: Picture, options: ViewOptions, what: str, path: str
+    ) -> list[Path]:
         from visualizer.core.export import (  # noqa: PLC0415
             ExportOptions,
             output_names,

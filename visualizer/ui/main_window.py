@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
     """fmviz's window. ``spec`` is the network to load; ``settings`` remembers choices."""
 
     view_shown = Signal()  # a complete view (grid, predictions, Grad-CAM) is on screen
+    error_shown = Signal(str)  # every error the user is shown, as it is shown
 
     def __init__(self, spec: ModelSpec, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -351,6 +352,7 @@ class MainWindow(QMainWindow):
         """The one way errors reach the user: the red line at the top of the window."""
         self.errors.add(text)
         self.statusBar().showMessage(text, 8000)
+        self.error_shown.emit(text)
 
     # Requests and replies
 
@@ -526,7 +528,7 @@ class MainWindow(QMainWindow):
 
     def _export_name(self, what: str) -> str:
         stem = Path(self.pictures[self.current].name).stem
-        model, stage = self.spec.model, self.options.stage
+        model, stage = self.data.model.spec.model, self.options.stage  # the network on screen
         return {
             "grid": f"{stem}_{model}_{stage}.png",
             "overlay": f"{stem}_{model}_gradcam_{stage}.png",

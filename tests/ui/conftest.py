@@ -1,0 +1,295 @@
+"""Fixtures of the window tests: windows on random-weight networks, independent references,
+and checks after every test that nothing is left running and no dialog was opened.
+
+Building a random ResNet101 takes seconds here, so windows share one network per model
+(``visualizer.ui.jobs._new_analyzer`` is replaced by a cache); a window asked for with
+``fresh=True`` builds its own, as the app does. The references are computed with
+``visualizer.core`` directly, outside the window and its worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QSettings, QThread, QThreadPool
+from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QMessageBox
+
+VIEW_TIMEOUT_MS = 60_000
+DIALOG_FUNCTIONS = {
+    QMessageBox: ("about", "aboutQt", "critical", "information", "question", "warning", "exec"),
+    QFileDialog: ("getOpenFileName", "getOpenFileNames", "getSaveFileName", "getExistingDirectory"),
+    QDialog: ("exec",),
+}
+
+
+@pytest.fixture(scope="session")
+def qapp_args(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Offscreen, a 1920×1200 screen: the platform's own, 800×800, is narrower than the
+    window's minimum width, so that Qt would move and shrink a restored geometry to fit."""
+    args = ["fmviz-tests"]
+    if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        config = tmp_path_factory.mktemp("qpa") / "screens.json"
+        screen = {"name": "screen", "x": 0, "y": 0, "width": 1920, "height": 1200}
+        config.write_text(json.dumps({"screens": [{**screen, "logicalDpi": 96}]}))
+        args += ["-platform", f"offscreen:configfile={config}"]
+    return args
+
+
+class SharedAnalyzers:
+    """One random-weight CPU analyzer per model, built once (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._built: dict[str, Any] = {}
+
+    def __call__(self, model: str):
+        from visualizer.core import Analyzer
+
+        with self._lock:
+            if model not in self._built:
+                self._built[model] = Analyzer(model, "random", "cpu", progress=False)
+            return self._built[model]
+
+
+@pytest.fixture(scope="session")
+def analyzer_of() -> SharedAnalyzers:
+    return SharedAnalyzers()
+
+
+@dataclass
+class Reference:
+    """Analyses and Grad-CAMs of files by ``visualizer.core`` alone, cached."""
+
+    analyzer_of: SharedAnalyzers
+    _results: dict = field(default_factory=dict)
+    _cams: dict = field(default_factory=dict)
+
+    def result(self, path: str, model: str = "resnet101"):
+        key = (path, model)
+        if key not in self._results:
+            self._results[key] = self.analyzer_of(model).analyze(path)
+        return self._results[key]
+
+    def cam(self, path: str, stage: str, target: int | None = None, model: str = "resnet101"):
+        """The Grad-CAM map (H, W) float32 of ``target`` (None: top-1) at ``stage``."""
+        key = (path, model, stage, target)
+        if key not in self._cams:
+            result = self.result(path, model)
+            self._cams[key] = self.analyzer_of(model).gradcam(result, stage, target)
+        return self._cams[key]
+
+    def grid(self, path: str, stage: str, model: str = "resnet101", **options: Any):
+        """``render_grid`` of the stage, with ``options`` (colormap, scale, order, top)."""
+        from visualizer.core.render import render_grid
+
+        return render_grid(self.result(path, model).stages[stage], **options)
+
+
+@pytest.fixture(scope="session")
+def reference(analyzer_of: SharedAnalyzers) -> Reference:
+    return Reference(analyzer_of)
+
+
+@pytest.fixture
+def settings_path(tmp_path: Path) -> str:
+    """An INI file of its own for each test, so nothing of the user's settings is read."""
+    return str(tmp_path / "settings.ini")
+
+
+@pytest.fixture
+def dialogs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every modal dialog the code tried to open (none is shown: they would block)."""
+    opened: list[str] = []
+    for cls, names in DIALOG_FUNCTIONS.items():
+        for name in names:
+
+            def record(*_args: object, _name: str = f"{cls.__name__}.{name}", **_kw: object):
+                opened.append(_name)
+                return "" if "File" in _name else 0
+
+            monkeypatch.setattr(cls, name, record)
+    return opened
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_running(dialogs: list[str], qapp: QApplication) -> Iterator[None]:
+    """After each test (and after its windows closed): no worker thread alive, no QThread
+    running, no dialog opened."""
+    yield
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("fmviz-")]
+    assert alive == [], f"worker threads left running: {alive}"
+    assert QThreadPool.globalInstance().activeThreadCount() == 0
+    qthreads = [
+        thread
+        for widget in qapp.allWidgets()
+        for thread in widget.findChildren(QThread)
+        if thread.isRunning()
+    ]
+    assert qthreads == [], "a QThread is still running"
+    assert dialogs == [], f"modal dialogs were opened: {dialogs}"
+
+
+WindowFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def open_window(
+    qtbot, settings_path: str, monkeypatch: pytest.MonkeyPatch, analyzer_of, _nothing_left_running
+) -> Iterator[WindowFactory]:
+    """``open_window(paths, model=..., device=..., fresh=False, settings=None, wait=True)``: a
+    window made by ``create_window`` (random weights, the CPU unless ``device`` says otherwise),
+    by default after its first complete view. ``fresh``: the window
+    builds its own network (so do the test's later windows of that model). Every window is
+    closed after the test, before the thread checks."""
+    from visualizer.ui import jobs
+    from visualizer.ui.app import create_window
+
+    windows = []
+    original = jobs._new_analyzer
+    fresh_models: set[str] = set()
+
+    def new_analyzer(model: str, weights: str, device: str):
+        if weights == "random" and device == "cpu" and model not in fresh_models:
+            return analyzer_of(model)
+        return original(model, weights, device)
+
+    monkeypatch.setattr(jobs, "_new_analyzer", new_analyzer)
+
+    def make(
+        paths: Sequence[str],
+        *,
+        model: str | None = "resnet101",
+        device: str | None = "cpu",
+        fresh: bool = False,
+        settings: QSettings | None = None,
+        wait: bool = True,
+    ):
+        if fresh and model is not None:
+            fresh_models.add(model)
+        chosen = settings or QSettings(settings_path, QSettings.Format.IniFormat)
+        window = create_window(
+            list(paths), model=model, weights="random", device=device, settings=chosen
+        )
+        windows.append(window)
+        if wait:
+            qtbot.waitSignal(window.view_shown, timeout=VIEW_TIMEOUT_MS).wait()
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+        window.deleteLater()
+    windows.clear()
+
+
+@pytest.fixture
+def shown_after(qtbot) -> Callable[..., Any]:
+    """``shown_after(window, action)``: do ``action``, wait for the next complete view, and
+    return ``window.data``."""
+
+    def run(window, action: Callable[[], object], timeout: int = VIEW_TIMEOUT_MS):
+        with qtbot.waitSignal(window.view_shown, timeout=timeout):
+            action()
+        return window.data
+
+    return run
+
+
+@pytest.fixture
+def picture_file(tmp_path: Path) -> Callable[..., str]:
+    """``picture_file(name, width=64, height=48, seed=0)``: a small picture with structure in
+    it, saved in the test's folder (the format from the name's ending)."""
+
+    def save(name: str, width: int = 64, height: int = 48, seed: int = 0) -> str:
+        rng = np.random.default_rng(seed)
+        y, x = np.mgrid[0:height, 0:width]
+        pixels = np.stack([4 * x, 5 * y, (x * y) % 256], axis=-1)
+        pixels = pixels + rng.integers(0, 30, (height, width, 3))
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").save(path)
+        return str(path)
+
+    return save
+
+
+COMMAND_TESTS = "test_window_command.py"
+COMMAND_OPTIONS = ("--weights", "random", "--device", "cpu")
+SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
+
+
+@dataclass
+class Command:
+    """``fmviz IMAGE --weights random --device cpu --screenshot OUT``, running in the background."""
+
+    process: subprocess.Popen
+    screenshot: Path
+    stderr: Path
+    started: float
+
+    def finish(self, deadline_s: float) -> tuple[int | None, str]:
+        """The exit status (None: still running ``deadline_s`` after the start, then killed)
+        and what it wrote to stderr."""
+        remaining = max(0.0, self.started + deadline_s - time.monotonic())
+        try:
+            status = self.process.wait(remaining)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            status = None
+        return status, self.stderr.read_text(errors="replace")
+
+
+def _start_command(folder: Path, name: str, image: str) -> Command:
+    script = Path(sys.executable).with_name("fmviz")
+    program = [str(script)] if script.is_file() else [sys.executable, "-m", "visualizer"]
+    screenshot = folder / f"{name}.png"
+    environment = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "FMVIZ_SETTINGS": str(folder / f"{name}.ini"),
+        "OMP_NUM_THREADS": "1",  # leave the other core to the tests running meanwhile
+    }
+    stderr = folder / f"{name}.err"
+    with stderr.open("wb") as errors:
+        process = subprocess.Popen(
+            [*program, image, *COMMAND_OPTIONS, "--screenshot", str(screenshot)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            env=environment,
+            cwd=folder,
+        )
+    return Command(process, screenshot, stderr, time.monotonic())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def window_commands(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Command]]:
+    """The app run from the command line, for the tests of COMMAND_TESTS: started with the
+    first test of this folder, so that their tens of seconds pass while other tests run."""
+    commands: dict[str, Command] = {}
+    if any(item.path.name == COMMAND_TESTS for item in request.session.items):
+        folder = tmp_path_factory.mktemp("command")
+        broken = folder / "broken.jpg"
+        broken.write_bytes(b"\xff\xd8\xff\xe0 a JPEG header, and nothing after it")
+        commands["sample"] = _start_command(folder, "sample", str(SAMPLES / "chelsea.jpg"))
+        commands["broken"] = _start_command(folder, "broken", str(broken))
+    yield commands
+    for command in commands.values():
+        if command.process.poll() is None:
+            command.process.kill()
+            command.process.wait()
