@@ -118,6 +118,7 @@ class TimingPanel(QWidget):
         self.chart.setMouseEnabled(x=True, y=False)
         self.chart.showGrid(y=True, alpha=0.2)
         self.bars: list[pg.BarGraphItem] = []
+        self._shown: tuple = ()
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.table)
         split.addWidget(self.chart)
@@ -128,7 +129,10 @@ class TimingPanel(QWidget):
         layout.addWidget(split, 1)
 
     def show_data(self, data: ViewData) -> None:
-        """Show the timings of ``data``'s analysis."""
+        """Show the timings of ``data``'s analysis (nothing to redo for another view of it)."""
+        if data.layers == self._shown:
+            return
+        self._shown = data.layers
         total = data.total_ms or 1.0
         self._fill_table(data, total)
         self._draw_chart(data)

@@ -8,8 +8,11 @@ are plain data (`jobs.ViewData` and the like); Qt objects stay on the main threa
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +23,7 @@ from PySide6.QtCore import QObject, Signal
 
 from visualizer.ui.jobs import Session
 
+WORKER_NICENESS = 5  # lower priority than the window's thread, not idle-only
 # Errors whose message already says what went wrong, for the user, in one line.
 EXPECTED_ERRORS = ("ImageLoadError", "WeightsError", "DeviceError", "ValueError", "OSError")
 
@@ -71,7 +75,9 @@ class Worker(QObject):
             self._latest[kind] = generation
         pool = self._pools.get(lane)
         if pool is None:
-            pool = self._pools[lane] = ThreadPoolExecutor(1, thread_name_prefix=f"fmviz-{lane}")
+            pool = self._pools[lane] = ThreadPoolExecutor(
+                1, thread_name_prefix=f"fmviz-{lane}", initializer=yield_to_the_window
+            )
         pool.submit(self._run, kind, generation, job, latest_wins, context)
         return generation
 
@@ -119,3 +125,11 @@ def describe_error(error: BaseException) -> str:
         return text
     traceback.print_exception(error, file=sys.stderr)
     return f"unexpected {type(error).__name__}: {text[:300]}"
+
+
+def yield_to_the_window() -> None:
+    """Lower this thread's scheduling priority (and so that of the threads it starts, such as
+    torch's intra-op pool): with as many busy threads as cores, the window still gets its turn."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):  # Linux gives each thread its own niceness
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
