@@ -72,7 +72,10 @@ def test_a_drop_of_good_and_bad_files(open_window, files, reference, shown_after
     expected = analyzer.analyze(load_image(first))
     np.testing.assert_array_equal(window.data.activation, expected.stages["C1"].numpy())
     assert [index for index, _, _ in window.data.topk] == [index for index, _, _ in expected.topk]
-    np.testing.assert_array_equal(window.pictures[keys[2]].image, np.asarray(load_image(second)))
+    # Files keep only their thumbnail: the pixels are read again for an analysis.
+    assert window.pictures[keys[2]].image is None
+    assert window.pictures[keys[2]].source == second
+    assert max(window.pictures[keys[2]].thumbnail.shape[:2]) <= 96
 
     # One message per bad file, naming it; one for the folder without images; none else.
     messages = window.errors.messages
@@ -160,4 +163,6 @@ def test_pasted_and_dropped_image_data_are_analysed(
 
     QGuiApplication.clipboard().clear()
     window.paste()
-    assert window.errors.messages == ["The clipboard holds no image."]
+    assert window.errors.messages == [
+        "Nothing to add: the clipboard holds no image file or image data."
+    ]

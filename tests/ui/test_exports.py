@@ -74,7 +74,9 @@ def test_every_export_is_what_fmviz_export_writes(
     from visualizer.core.export import ExportOptions, export_result, output_names
 
     window = open_window([CHELSEA])
-    data = shown_after(window, lambda: window.set_options(stage="C3", colormap="magma"))
+    data = shown_after(
+        window, lambda: window.set_options(stage="C3", cam_stage="C3", colormap="magma")
+    )
     analyzer = reference.analyzer_of("resnet101")
     result = reference.result(CHELSEA)
     ui, cli = tmp_path / "window", tmp_path / "export"
@@ -149,7 +151,10 @@ def test_exports_follow_the_class_order_and_opacity(
     from visualizer.core.export import ExportOptions, export_result
 
     window = open_window([CHELSEA])
-    shown_after(window, lambda: window.set_options(order="mean", target=281, cam_colormap="gray"))
+    shown_after(
+        window,
+        lambda: window.set_options(order="mean", target=281, cam_colormap="gray", cam_stage="C1"),
+    )
     window.cam.opacity.setValue(30)
     assert window.options.opacity == pytest.approx(0.3)
 

@@ -96,7 +96,9 @@ def test_every_layer_of_the_networks_falls_in_its_stage(arch: str) -> None:
 
 def test_a_view_is_the_core_analysis_rendered(session: Session, picture, reference) -> None:
     analyzer, result = reference
-    options = ViewOptions(stage="C3", colormap="magma", order="mean", top_n=20, target=281)
+    options = ViewOptions(
+        stage="C3", cam_stage="C3", colormap="magma", order="mean", top_n=20, target=281
+    )
     data = session.view(SPEC, picture, options)
     expected = render_grid(result.stages["C3"], colormap="magma", order="mean", top=20)
     np.testing.assert_array_equal(data.grid.indices, expected.indices)
@@ -140,7 +142,7 @@ def test_exports_are_the_files_fmviz_export_writes(
     session: Session, picture, reference, tmp_path: Path
 ) -> None:
     _, result = reference
-    options = ViewOptions(stage="C2", colormap="viridis", target=3, opacity=0.25)
+    options = ViewOptions(stage="C2", cam_stage="C2", colormap="viridis", target=3, opacity=0.25)
     grid = session.export(SPEC, picture, options, "grid", str(tmp_path / "one.png"))
     assert grid == [tmp_path / "one.png"]
     with Image.open(grid[0]) as image:

@@ -86,7 +86,7 @@ def test_launch_shows_the_first_sample_as_the_core_computes_it(
     assert data.target == expected.topk[0][0]
 
     # Grad-CAM of the top-1 class at C1, over the input the network saw.
-    cam = reference.cam(ASTRONAUT, "C1")
+    cam = reference.cam(ASTRONAUT, "C5")  # Grad-CAM starts at C5, the grid at C1
     np.testing.assert_allclose(data.cam, cam, atol=1e-5, rtol=0)
     np.testing.assert_allclose(window.cam.heat.image, cam, atol=1e-5, rtol=0)
     np.testing.assert_array_equal(window.cam.picture.image, np.asarray(expected.view))
@@ -125,7 +125,8 @@ def test_switching_stage_shows_its_grid(open_window, reference, shown_after, sta
     assert layout.rows * layout.columns >= channels > (layout.rows - 1) * layout.columns
     assert shown_grid(window).shape == layout.shape
     np.testing.assert_array_equal(shown_grid(window), grid.indices)
-    np.testing.assert_allclose(data.cam, reference.cam(CHELSEA, stage), atol=1e-5, rtol=0)
+    # The Grad-CAM keeps its own stage, C5, whatever the grid shows.
+    np.testing.assert_allclose(data.cam, reference.cam(CHELSEA, "C5"), atol=1e-5, rtol=0)
     assert window.controls.stage_actions[stage].isChecked()
     assert window.grid_title.text().startswith(f"{stage}: all of {channels} channels")
 
@@ -151,7 +152,7 @@ def test_keys_1_to_5_switch_stages(open_window, reference, qtbot) -> None:
 def test_choosing_a_class_shows_its_grad_cam(open_window, reference, shown_after, qtbot) -> None:
     window = open_window([CHELSEA])
     top1 = reference.result(CHELSEA).topk[0][0]
-    top1_cam = reference.cam(CHELSEA, "C1")
+    top1_cam = reference.cam(CHELSEA, "C5")
 
     # Click the third prediction.
     predictions = window.cam.predictions
@@ -165,7 +166,7 @@ def test_choosing_a_class_shows_its_grad_cam(open_window, reference, shown_after
     )
     assert data.options.target == third
     assert data.target == third
-    np.testing.assert_allclose(data.cam, reference.cam(CHELSEA, "C1", third), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(data.cam, reference.cam(CHELSEA, "C5", third), atol=1e-5, rtol=0)
     assert predictions.item(2).font().bold()
     assert not predictions.item(0).font().bold()
 
@@ -173,13 +174,13 @@ def test_choosing_a_class_shows_its_grad_cam(open_window, reference, shown_after
     data = shown_after(window, lambda: window.set_options(target=281))
     assert data.target == 281
     assert data.target_label == "tabby"
-    cam = reference.cam(CHELSEA, "C1", 281)
+    cam = reference.cam(CHELSEA, "C5", 281)
     np.testing.assert_allclose(data.cam, cam, atol=1e-5, rtol=0)
     assert not np.allclose(cam, top1_cam, atol=1e-3), "the class should change the map"
     assert "281 tabby" in window.cam.title.text()
 
     # The class is kept on another stage.
-    data = shown_after(window, lambda: window.set_options(stage="C4"))
+    data = shown_after(window, lambda: window.set_options(cam_stage="C4"))
     assert data.target == 281
     np.testing.assert_allclose(data.cam, reference.cam(CHELSEA, "C4", 281), atol=1e-5, rtol=0)
 

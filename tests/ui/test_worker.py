@@ -168,7 +168,7 @@ def test_the_window_shows_only_the_latest_of_many_quick_requests(
     assert (final.stage, final.colormap, final.order) == ("C4", "gray", "mean")
     grid = reference.grid(COFFEE, "C4", colormap="gray", order="mean")
     np.testing.assert_array_equal(np.asarray(window.grid.image.image), grid.indices)
-    np.testing.assert_allclose(window.data.cam, reference.cam(COFFEE, "C4"), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(window.data.cam, reference.cam(COFFEE, "C5"), atol=1e-5, rtol=0)
     assert window.windowTitle() == "fmviz — coffee.jpg — ResNet101"
     views = [reply for reply in replies if reply.kind == "view"]
     assert len(views) == requests  # one reply for each request…

@@ -144,7 +144,9 @@ def grid_metadata(result: AnalysisResult, stage: str, grid: Grid) -> dict[str, s
     return {
         **result_metadata(result),
         "stage": stage,
-        "channels": str(channels),
+        "channels": str(channels)
+        if len(layout.order) == channels
+        else f"{len(layout.order)} of {channels}",
         "layout": (
             f"{layout.rows} rows × {layout.columns} columns of {height}×{width} tiles, "
             f"{layout.gutter}-pixel gutter, row by row"

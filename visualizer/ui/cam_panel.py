@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QCompleter,
@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.ui.jobs import ViewData
+from visualizer.ui.jobs import STAGES, ViewData
 
 COLORMAPS = ("turbo", "inferno", "magma", "plasma", "viridis", "cividis", "gray")
 METHOD = "Captum LayerGradCam, ReLU, bilinear upsampling, min–max"
@@ -29,6 +29,7 @@ class CamPanel(QWidget):
 
     target_chosen = Signal(object)  # a class index, or None for the top-1 class
     colormap_chosen = Signal(str)
+    stage_chosen = Signal(str)
     opacity_changed = Signal(float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -37,16 +38,7 @@ class CamPanel(QWidget):
         self.title = QLabel("Grad-CAM")
         self.title.setObjectName("panelTitle")
         self.title.setWordWrap(True)
-        self.plot = pg.GraphicsLayoutWidget()
-        self.plot.setBackground("#1e1e1e")
-        self.plot.ci.setContentsMargins(0, 0, 0, 0)
-        self.plot.setMinimumSize(240, 240)
-        self.box = self.plot.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
-        self.picture = pg.ImageItem(axisOrder="row-major")
-        self.heat = pg.ImageItem(axisOrder="row-major")
-        self.box.addItem(self.picture)
-        self.box.addItem(self.heat)
-
+        self._build_view()
         self.classes = QComboBox()
         self.classes.setEditable(True)
         self.classes.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
@@ -63,6 +55,11 @@ class CamPanel(QWidget):
         self.colormap = QComboBox()
         self.colormap.addItems(COLORMAPS)
         self.colormap.currentTextChanged.connect(self.colormap_chosen)
+        self.stage = QComboBox()
+        self.stage.addItems(STAGES)
+        self.stage.setCurrentText("C5")
+        self.stage.setToolTip("The stage whose activations and gradients make the map")
+        self.stage.currentTextChanged.connect(self.stage_chosen)
         self.predictions = QListWidget()
         self.predictions.setObjectName("predictions")
         self.predictions.setToolTip("Click a class to see its Grad-CAM")
@@ -75,6 +72,7 @@ class CamPanel(QWidget):
         pick.addWidget(self.top1)
         form = QFormLayout()
         form.addRow("Class", pick)
+        form.addRow("Stage", self.stage)
         form.addRow("Opacity", self.opacity)
         form.addRow("Colormap", self.colormap)
         layout = QVBoxLayout(self)
@@ -87,6 +85,17 @@ class CamPanel(QWidget):
         layout.addWidget(heading)
         layout.addWidget(self.predictions)
 
+    def _build_view(self) -> None:
+        self.plot = pg.GraphicsLayoutWidget()
+        self.plot.setBackground("#1e1e1e")
+        self.plot.ci.setContentsMargins(0, 0, 0, 0)
+        self.plot.setMinimumSize(240, 240)
+        self.box = self.plot.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.picture = pg.ImageItem(axisOrder="row-major")
+        self.heat = pg.ImageItem(axisOrder="row-major")
+        self.box.addItem(self.picture)
+        self.box.addItem(self.heat)
+
     def show_data(self, data: ViewData) -> None:
         """Show ``data``'s input, Grad-CAM and predictions."""
         self._set_categories(data.model.categories)
@@ -97,11 +106,12 @@ class CamPanel(QWidget):
         empty = "" if data.cam.max() > 0 else " · <i>empty: no positive evidence here</i>"
         self.title.setText(
             f"Grad-CAM of <b>{data.target} {_escaped(data.target_label)}</b> "
-            f"at {data.options.stage}{empty}<br><small>{METHOD}</small>"
+            f"at {data.options.cam_stage}{empty}<br><small>{METHOD}</small>"
         )
-        self.classes.blockSignals(True)
-        self.classes.setCurrentIndex(data.target if data.options.target is not None else -1)
-        self.classes.blockSignals(False)
+        wanted = data.target if data.options.target is not None else -1
+        if self.classes.currentIndex() != wanted and not self.classes.lineEdit().hasFocus():
+            with QSignalBlocker(self.classes):
+                self.classes.setCurrentIndex(wanted)
         self.predictions.clear()
         for index, label, probability in data.topk:
             item = QListWidgetItem(f"{probability * 100:5.1f} %   {label}  ({index})")
@@ -111,14 +121,9 @@ class CamPanel(QWidget):
                 font.setBold(True)
                 item.setFont(font)
             self.predictions.addItem(item)
-        if self.colormap.currentText() != data.options.cam_colormap:
-            self.colormap.blockSignals(True)
+        with QSignalBlocker(self.colormap), QSignalBlocker(self.stage):
             self.colormap.setCurrentText(data.options.cam_colormap)
-            self.colormap.blockSignals(False)
-
-    def choose_class(self, index: int) -> None:
-        """As if the user picked class ``index`` in the search box."""
-        self.target_chosen.emit(int(index))
+            self.stage.setCurrentText(data.options.cam_stage)
 
     def _set_categories(self, categories: tuple[str, ...]) -> None:
         if categories == self._categories:

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
 from visualizer.ui.jobs import ViewData
 
 HIGHLIGHT = "#ff3b30"
+HINT = "Hover over a tile for its channel and value; click it to see it large."
 
 
 class GridView(QWidget):
@@ -54,7 +55,7 @@ class GridView(QWidget):
         self._data = data
         # uint8 indices, explicit levels and a 256-entry table: pyqtgraph's fast path.
         self.image.setImage(data.grid.indices, levels=(0, 255), lut=data.grid.palette)
-        self.highlight.setVisible(False)
+        self._left()
         if not same_size:
             self.box.autoRange(padding=0.01)
 
@@ -71,11 +72,12 @@ class GridView(QWidget):
 
     def _hovered(self, position: QPointF) -> None:
         if self._data is None or not self.box.sceneBoundingRect().contains(position):
+            self._left()
             return
         point = self.box.mapSceneToView(position)
         found = self.channel_at(point.x(), point.y())
         if found is None:
-            self.highlight.setVisible(False)
+            self._left()
             return
         channel, row, column = found
         value = float(self._data.activation[channel, row, column])
@@ -87,6 +89,11 @@ class GridView(QWidget):
         top, left = layout.tile_origin(channel)
         self.highlight.setRect(left, top, layout.tile_width, layout.tile_height)
         self.highlight.setVisible(True)
+
+    def _left(self) -> None:
+        """Nothing under the cursor: no highlight, and the readout says what to do."""
+        self.highlight.setVisible(False)
+        self.readout.setText(HINT)
 
     def _clicked(self, event: object) -> None:
         if self._data is None or event.button() != Qt.MouseButton.LeftButton or event.double():

@@ -7,6 +7,7 @@ Grad-CAMs), so that a new stage, colormap, order or class only renders.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 if TYPE_CHECKING:
     from visualizer.core import AnalysisResult, Analyzer, GradCam
@@ -25,7 +26,8 @@ MODEL_LABELS = {"vgg16": "VGG16", "resnet101": "ResNet101"}
 STAGES = ("C1", "C2", "C3", "C4", "C5")
 HEAD = "head"  # the layers after C5: pooling and classifier
 RESULTS_KEPT = 8  # analyses cached per session (a VGG16 analysis holds about 25 MB)
-CAMS_KEPT = 32
+CAMS_KEPT = 64
+ANALYZERS_KEPT = 2  # the network in use and the one before it (a VGG16 holds 530 MB)
 THUMBNAIL_SIZE = 96
 DOWNLOAD_POLL_S = 0.25
 
@@ -52,7 +54,7 @@ class Picture:
     key: int
     name: str  # shown in the title and the strip, e.g. "chelsea.jpg"
     source: str  # the file, or e.g. "<clipboard 1>"
-    image: Image.Image  # RGB; never changed once loaded
+    image: Image.Image | None  # RGB, for an image given in memory; None: read ``source`` again
     thumbnail: np.ndarray  # (h, w, 3) uint8, at most THUMBNAIL_SIZE a side
 
 
@@ -60,7 +62,8 @@ class Picture:
 class ViewOptions:
     """How the user wants to see an analysis."""
 
-    stage: str = "C1"
+    stage: str = "C1"  # the grid's stage
+    cam_stage: str = "C5"  # the Grad-CAM's stage
     colormap: str = "viridis"
     scale: str = "channel"  # "channel" or "stage"
     order: str = "index"  # "index", "mean" or "gradcam"
@@ -124,13 +127,16 @@ def load_picture(key: int, path: str) -> Picture:
     """Read an image file for the strip; raises ``ImageLoadError`` naming the file and why."""
     from visualizer.core import load_image  # noqa: PLC0415 (torch loads with it)
 
-    return picture_of(key, Path(path).name, path, load_image(path))
+    # Only the thumbnail is kept: the pixels are read again when the image is analysed, so a
+    # folder of large photos does not sit decoded in memory.
+    image = load_image(path)
+    image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    return Picture(key, Path(path).name, path, None, np.ascontiguousarray(image))
 
 
 def picture_of(key: int, name: str, source: str, image: Image.Image) -> Picture:
-    """A `Picture` of an RGB image already in memory."""
-    thumbnail = image.copy()
-    thumbnail.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    """A `Picture` of an RGB image given in memory (pasted or dropped as data)."""
+    thumbnail = ImageOps.contain(image, (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
     return Picture(key, name, source, image, np.ascontiguousarray(thumbnail))
 
 
@@ -176,9 +182,12 @@ class Session:
         analyzer, info = self._analyzer(spec)
         result = self._result(spec, picture)
         target = result.topk[0][0] if options.target is None else options.target
-        cam = self._cam(spec, picture, result, options.stage, target)
+        cam = self._cam(spec, picture, result, options.cam_stage, target)
         stage = result.stages[options.stage]
-        grid = _grid(stage, options, cam.channel_weights)
+        weights = None
+        if options.order == "gradcam":
+            weights = self._cam(spec, picture, result, options.stage, target).channel_weights
+        grid = _grid(stage, options, weights)
         return ViewData(
             picture=picture.key,
             model=info,
@@ -231,9 +240,9 @@ class Session:
         if what == "timings":
             return [save_timings(path, result.timings)]
         if what == "overlay":
-            cam = self._cam(spec, picture, result, options.stage, target)
+            cam = self._cam(spec, picture, result, options.cam_stage, target)
             chosen = ExportOptions(
-                cam_stage=options.stage,
+                cam_stage=options.cam_stage,
                 target=target,
                 cam_colormap=options.cam_colormap,
                 opacity=options.opacity,
@@ -254,8 +263,21 @@ class Session:
 
     def _analyzer(self, spec: ModelSpec) -> tuple[Analyzer, ModelInfo]:
         if spec not in self._analyzers:
-            self._analyzers[spec] = self._build(spec)
-        return self._analyzers[spec]
+            built = self._build(spec)
+            while len(self._analyzers) >= ANALYZERS_KEPT:  # the oldest goes, with its results
+                self._forget(next(iter(self._analyzers)))
+            self._analyzers[spec] = built
+        analyzer, info = self._analyzers.pop(spec)
+        if analyzer.notice and info.device != analyzer.describe_device():
+            info = dataclasses.replace(info, device=analyzer.describe_device())  # fell back
+        self._analyzers[spec] = analyzer, info  # the most recently used last
+        return analyzer, info
+
+    def _forget(self, spec: ModelSpec) -> None:
+        del self._analyzers[spec]
+        for cache in (self._results, self._cams):
+            for key in [key for key in cache if key[1] == spec]:
+                del cache[key]
 
     def _build(self, spec: ModelSpec) -> tuple[Analyzer, ModelInfo]:
         from models import WeightsError  # noqa: PLC0415
@@ -263,7 +285,7 @@ class Session:
         self._progress(f"Loading {spec.label}…", None)
         fallback = None
         try:
-            with self._watching_download(spec):
+            with _DownloadWatch(spec, self._progress):
                 analyzer = _new_analyzer(spec.model, spec.weights, spec.device)
         except WeightsError as error:
             if spec.weights != "imagenet":
@@ -283,9 +305,6 @@ class Session:
         )
         return analyzer, info
 
-    def _watching_download(self, spec: ModelSpec) -> _DownloadWatch:
-        return _DownloadWatch(spec, self._progress)
-
     def _result(self, spec: ModelSpec, picture: Picture) -> AnalysisResult:
         key = (picture.key, spec)
         if key in self._results:
@@ -293,7 +312,10 @@ class Session:
             return self._results[key]
         self._progress(f"Analysing {picture.name} with {spec.label}…", None)
         analyzer, _ = self._analyzer(spec)
-        result = analyzer.analyze(picture.image, source=picture.source)
+        if picture.image is None:
+            result = analyzer.analyze(picture.source)
+        else:
+            result = analyzer.analyze(picture.image, source=picture.source)
         _remember(self._results, key, result, RESULTS_KEPT)
         return result
 
@@ -302,8 +324,11 @@ class Session:
     ) -> GradCam:
         key = (picture.key, spec, stage, target)
         if key not in self._cams:
+            # The stages after this one come at no extra cost: the pass runs through them.
             analyzer, _ = self._analyzer(spec)
-            _remember(self._cams, key, analyzer.gradcams(result, [stage], target)[stage], CAMS_KEPT)
+            later = STAGES[STAGES.index(stage) :]
+            for name, cam in analyzer.gradcams(result, later, target).items():
+                _remember(self._cams, (picture.key, spec, name, target), cam, CAMS_KEPT)
         return self._cams[key]
 
 

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
+from PySide6.QtCore import QByteArray, QMimeData, QSettings, Qt, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -21,7 +21,6 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QFileDialog,
-    QGraphicsView,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -74,7 +73,6 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.settings = settings
         self.spec = spec
-        self.model_info: ModelInfo | None = None
         self._good_spec: ModelSpec | None = None  # the last network that loaded
         self.options = self._saved_options()
         self.pictures: dict[int, Picture] = {}
@@ -82,7 +80,10 @@ class MainWindow(QMainWindow):
         self.data: ViewData | None = None
         self._keys = itertools.count(1)
         self._waiting = 0  # requests sent and not answered yet
-        self._unselected_batch = False  # select the first picture of a new batch to arrive
+        self._select_next: list[int] = []  # keys of the newest batch: its first read is shown
+        self._loading: dict[str, int] = {}  # real path → key, of files being read
+        self._banner_text = ""
+        self._view_failed = False
         self.worker = Worker(self)
         self.worker.replied.connect(self._replied)
         self.worker.progress.connect(self._progress)
@@ -114,15 +115,15 @@ class MainWindow(QMainWindow):
         self.cam = CamPanel()
         self.cam.target_chosen.connect(lambda target: self.set_options(target=target))
         self.cam.colormap_chosen.connect(lambda name: self.set_options(cam_colormap=name))
+        self.cam.stage_chosen.connect(lambda stage: self.set_options(cam_stage=stage))
         self.cam.opacity_changed.connect(self._opacity_changed)
         self.timing = TimingTabs()
         self.channel = self.timing.channel
         self._lay_out()
         self._build_menus()
         self._build_status_bar()
-        for view in self.findChildren(QGraphicsView):  # drops land on the window, not a view
-            view.setAcceptDrops(False)
-            view.viewport().setAcceptDrops(False)
+        for child in self.findChildren(QWidget):  # a drop anywhere lands on the window
+            child.setAcceptDrops(False)
 
     def _lay_out(self) -> None:
         middle = QWidget()
@@ -171,7 +172,7 @@ class MainWindow(QMainWindow):
                 action.setShortcut(QKeySequence(keys[what]))
             self.export_actions[what] = action
         files.addSeparator()
-        self._action(files, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self._action(files, "&Quit", self.close, "Ctrl+Q")
         view = self.menuBar().addMenu("&View")
         for action in self.controls.stage_actions.values():
             view.addAction(action)
@@ -212,32 +213,56 @@ class MainWindow(QMainWindow):
         self.add_files(list(paths))
 
     def add_files(self, paths: list[str]) -> None:
-        """Read ``paths`` (files; folders give the images inside) into the strip."""
-        files, problems = image_files(paths)
+        """Read ``paths`` (files; folders give the images inside) into the strip.
+
+        Folders are listed off the event loop; the first new image is shown once read.
+        """
+        paths = list(paths)
+        self._send("scan", lambda _s: image_files(paths), lane="files", latest_wins=False)
+
+    def _scanned(self, found: tuple[list[str], list[str]]) -> None:
+        files, problems = found
         for problem in problems:
             self.show_error(problem)
         known = {os.path.realpath(p.source): key for key, p in self.pictures.items()}
+        known |= self._loading
         again = [known[real] for real in map(os.path.realpath, files) if real in known]
-        if again:  # already in the strip: show it (a new image, once read, takes over)
+        if again and again[0] in self.pictures:  # already in the strip: show it again
             self.select_picture(again[0])
-        files = [path for path in files if os.path.realpath(path) not in known]
-        self._unselected_batch = bool(files)
+        batch = []
         for path in files:
-            key = next(self._keys)
+            real = os.path.realpath(path)
+            if real in known:
+                continue
+            key = known[real] = self._loading[real] = next(self._keys)
+            batch.append(key)
             self._send("load", lambda _s, key=key, path=path: load_picture(key, path),
-                       lane="files", latest_wins=False, context=path)  # fmt: skip
+                       lane="files", latest_wins=False, context=(key, real))  # fmt: skip
+        if batch:
+            self._select_next = batch  # the newest batch decides what is shown
 
     def add_image(self, image: QImage, name: str) -> None:
         """Add an image given in memory (pasted or dropped from another program)."""
         key = next(self._keys)
         rgba = qimage_to_rgba(image)
-        self._unselected_batch = True
+        self._select_next = [key]
         self._send("load", lambda _s: pasted_picture(key, name, rgba),
-                   lane="files", latest_wins=False, context=name)  # fmt: skip
+                   lane="files", latest_wins=False, context=(key, None))  # fmt: skip
+
+    def add_mime(self, mime: QMimeData | None, where: str) -> None:
+        """Add what a drop or the clipboard holds: local files, else image data."""
+        files = [url.toLocalFile() for url in mime.urls() if url.isLocalFile()] if mime else []
+        if files:
+            self.add_files(files)
+        elif mime is not None and mime.hasImage():
+            self.add_image(QImage(mime.imageData()), f"{where} {next(self._keys)}")
+        else:
+            source = "clipboard" if where == "pasted" else "drop"
+            self.show_error(f"Nothing to add: the {source} holds no image file or image data.")
 
     def select_picture(self, key: int) -> None:
-        """Analyse the picture ``key`` and show it."""
-        if key not in self.pictures or key == self.current:
+        """Analyse the picture ``key`` and show it (again, after a failure)."""
+        if key not in self.pictures or (key == self.current and not self._view_failed):
             return
         self.current = key
         self.strip.select(key)
@@ -302,13 +327,7 @@ class MainWindow(QMainWindow):
 
     def paste(self) -> None:
         """Add the clipboard's image, or the image files it names."""
-        mime = QGuiApplication.clipboard().mimeData()
-        if mime is not None and mime.hasUrls():
-            self.add_files([url.toLocalFile() for url in mime.urls() if url.isLocalFile()])
-        elif mime is not None and mime.hasImage():
-            self.add_image(QGuiApplication.clipboard().image(), f"pasted {next(self._keys)}")
-        else:
-            self.show_error("The clipboard holds no image.")
+        self.add_mime(QGuiApplication.clipboard().mimeData(), "pasted")
 
     def load_weights(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -321,14 +340,16 @@ class MainWindow(QMainWindow):
 
     def export(self, what: str) -> None:
         """Ask where, then write ``what`` (see `jobs.Session.export`) of the view on screen."""
-        if self.data is None or self.current is None:
+        if self.data is None:
             self.show_error("Nothing to export yet: add an image first.")
             return
         path = self.ask_export_path(what, self._export_name(what))
         if not path:
             return
         self._remember_folder(path if what == "grids" else str(Path(path).parent))
-        spec, picture, options = self.data.model.spec, self.pictures[self.current], self.options
+        # What is on screen, with the opacity the slider shows.
+        spec, picture = self.data.model.spec, self.pictures[self.data.picture]
+        options = dataclasses.replace(self.data.options, opacity=self.options.opacity)
         self._send("export", lambda session: session.export(spec, picture, options, what, path),
                    latest_wins=False, context=what)  # fmt: skip
 
@@ -342,6 +363,8 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(
             self, EXPORTS[what], str(Path(self._folder()) / name), kind
         )
+        if path and not Path(path).suffix:
+            path += ".csv" if what == "timings" else ".png"
         return path
 
     def idle(self) -> bool:
@@ -369,6 +392,7 @@ class MainWindow(QMainWindow):
         if self.current is None:
             return
         spec, picture, options = self.spec, self.pictures[self.current], self.options
+        self._view_failed = False
         self._send("view", lambda session: session.view(spec, picture, options), context=spec)
 
     def _replied(self, reply: Reply) -> None:
@@ -380,8 +404,12 @@ class MainWindow(QMainWindow):
             return  # a newer request of the same kind is on its way: latest wins
         if reply.kind in ("model", "view") and reply.context != self.spec:
             return  # for a network no longer in use
+        if reply.kind == "load" and reply.error is not None:
+            self._load_failed(reply.context[0])
         if reply.error is not None:
             self._failed(reply)
+        elif reply.kind == "scan":
+            self._scanned(reply.value)
         elif reply.kind == "load":
             self._picture_arrived(reply.value)
         elif reply.kind == "model":
@@ -393,6 +421,8 @@ class MainWindow(QMainWindow):
 
     def _failed(self, reply: Reply) -> None:
         self.show_error(reply.error)
+        if reply.kind == "view":
+            self._view_failed = True  # selecting the image again retries
         if reply.kind not in ("model", "view") or self._good_spec == self.spec:
             return
         # The network asked for could not be had: go back to the last one that worked or,
@@ -404,31 +434,38 @@ class MainWindow(QMainWindow):
             self._use_spec(fallback)
 
     def _picture_arrived(self, picture: Picture) -> None:
+        self._loading = {real: key for real, key in self._loading.items() if key != picture.key}
         self.pictures[picture.key] = picture
         self.strip.add_picture(picture)
-        if self._unselected_batch or self.current is None:
-            self._unselected_batch = False
+        if self._select_next[:1] == [picture.key] or self.current is None:
+            self._select_next = []
             self.select_picture(picture.key)
 
-    def _model_ready(self, info: ModelInfo) -> None:
+    def _load_failed(self, key: int) -> None:
+        self._loading = {real: k for real, k in self._loading.items() if k != key}
+        if key in self._select_next:  # the next image of the batch is shown instead
+            self._select_next.remove(key)
+
+    def _model_ready(self, info: ModelInfo, notice: str | None = None) -> None:
         if info.spec != self.spec:
             return
-        self.model_info = info
         self._good_spec = info.spec
         self.device_label.setText(f"Device: {info.device}")
         self.weights_label.setText(f"Weights: {info.weights}")
-        if info.banner:
-            self.banner.show_message(info.banner)
-        else:
-            self.banner.clear()
+        banner = "\n".join(text for text in (notice, info.banner) if text)
+        if banner != self._banner_text:  # a banner the user closed stays closed
+            self._banner_text = banner
+            if banner:
+                self.banner.show_message(banner)
+            else:
+                self.banner.clear()
 
     def _show(self, data: ViewData) -> None:
         if data.picture != self.current:
             return
         self.data = data
-        self._model_ready(data.model)
-        if data.notice:
-            self.banner.show_message(data.notice)
+        self._model_ready(data.model, data.notice)
+        self.device_label.setText(f"Device: {data.device}")
         self.grid.show_data(data)
         channels, height, width = data.activation.shape
         shown = len(data.grid.layout.order)
@@ -480,24 +517,23 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt's name)
-        mime = event.mimeData()
-        if mime.hasUrls():
-            self.add_files([url.toLocalFile() for url in mime.urls() if url.isLocalFile()])
-        elif mime.hasImage():
-            self.add_image(QImage(mime.imageData()), f"dropped {next(self._keys)}")
+        self.add_mime(event.mimeData(), "dropped")
         event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("state", self.saveState())
         self.settings.sync()
+        self.hide()  # gone at once, even while a last job winds down
         self.worker.shutdown()
         super().closeEvent(event)
 
     def _restore_geometry(self) -> None:
         geometry = self.settings.value("geometry")
+        state = self.settings.value("state")
         if isinstance(geometry, QByteArray) and self.restoreGeometry(geometry):
-            self.restoreState(self.settings.value("state", QByteArray()))
+            if isinstance(state, QByteArray):
+                self.restoreState(state)
         else:
             self.resize(1400, 900)
 
@@ -527,11 +563,12 @@ class MainWindow(QMainWindow):
         self.settings.setValue("folder", str(folder))
 
     def _export_name(self, what: str) -> str:
-        stem = Path(self.pictures[self.current].name).stem
-        model, stage = self.data.model.spec.model, self.options.stage  # the network on screen
+        data = self.data  # what is on screen
+        stem = Path(self.pictures[data.picture].name).stem
+        model, stage = data.model.spec.model, data.options.stage
         return {
             "grid": f"{stem}_{model}_{stage}.png",
-            "overlay": f"{stem}_{model}_gradcam_{stage}.png",
+            "overlay": f"{stem}_{model}_gradcam_{data.options.cam_stage}.png",
             "timings": f"{stem}_{model}_timings.csv",
         }.get(what, "")
 

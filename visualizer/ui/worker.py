@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import queue
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from PySide6.QtCore import QObject, Signal
 
 from visualizer.ui.jobs import Session
 
+SHUTDOWN_WAIT_S = 5.0  # the longest a closing window waits for a running job
 WORKER_NICENESS = 5  # lower priority than the window's thread, not idle-only
 # Errors whose message already says what went wrong, for the user, in one line.
 EXPECTED_ERRORS = ("ImageLoadError", "WeightsError", "DeviceError", "ValueError", "OSError")
@@ -52,7 +54,7 @@ class Worker(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._lanes: dict[str, _Lane] = {}
         self._latest: dict[str, int] = {}
         self._generations = itertools.count(1)
         self._session = Session(self._report)
@@ -73,12 +75,9 @@ class Worker(QObject):
         generation = next(self._generations)
         if latest_wins:
             self._latest[kind] = generation
-        pool = self._pools.get(lane)
-        if pool is None:
-            pool = self._pools[lane] = ThreadPoolExecutor(
-                1, thread_name_prefix=f"fmviz-{lane}", initializer=yield_to_the_window
-            )
-        pool.submit(self._run, kind, generation, job, latest_wins, context)
+        if lane not in self._lanes:
+            self._lanes[lane] = _Lane(f"fmviz-{lane}")
+        self._lanes[lane].put(lambda: self._run(kind, generation, job, latest_wins, context))
         return generation
 
     def is_current(self, reply: Reply) -> bool:
@@ -86,12 +85,16 @@ class Worker(QObject):
         latest = self._latest.get(reply.kind)
         return latest is None or latest == reply.generation
 
-    def shutdown(self) -> None:
-        """Drop what is queued, wait for what is running, and stop the threads."""
+    def shutdown(self, wait_s: float = SHUTDOWN_WAIT_S) -> None:
+        """Drop what is queued and stop the threads, waiting at most ``wait_s`` for a job that
+        is running (a download can take minutes: the window does not wait for it)."""
         self._closed = True
-        for pool in self._pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
-        self._pools.clear()
+        deadline = time.monotonic() + wait_s
+        for lane in self._lanes.values():
+            lane.stop()
+        for lane in self._lanes.values():
+            lane.join(max(0.0, deadline - time.monotonic()))
+        self._lanes.clear()
 
     def _run(
         self,
@@ -116,6 +119,30 @@ class Worker(QObject):
     def _report(self, text: str, fraction: float | None) -> None:
         if not self._closed:
             self.progress.emit(text, -1.0 if fraction is None else fraction)
+
+
+class _Lane:
+    """One background thread running jobs in order. A daemon: a job still running when the
+    app quits (a stalled download) does not keep the process alive."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def _serve(self) -> None:
+        yield_to_the_window()
+        while (job := self._jobs.get()) is not None:
+            job()
 
 
 def describe_error(error: BaseException) -> str:
