@@ -13,12 +13,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from visualizer.choices import COLORMAPS as COLORMAP_CHOICES
+from visualizer.choices import DEVICES as DEVICE_CHOICES
+from visualizer.choices import MODELS as MODEL_CHOICES
+from visualizer.choices import STAGES as STAGE_CHOICES
 from visualizer.cli_progress import Progress
 
-MODEL_CHOICES = ("vgg16", "resnet101")
-STAGE_CHOICES = ("C1", "C2", "C3", "C4", "C5")
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-COLORMAP_CHOICES = ("viridis", "inferno", "magma", "plasma", "cividis", "turbo", "gray")
 DEFAULT_MODEL = "resnet101"
 COMMANDS = ("info", "export", "bench")
 

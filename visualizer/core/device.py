@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+from visualizer.choices import DEVICES as DEVICE_CHOICES
 
 
 class DeviceError(RuntimeError):

@@ -17,19 +17,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-COLORMAPS = ("viridis", "inferno", "magma", "plasma", "cividis", "turbo", "gray")
+from visualizer.choices import COLORMAPS, ORDERS, SCALES
+
 LEVELS = 255  # colormap levels of a grid; index 255 is the gutter
 GUTTER_INDEX = LEVELS
 GUTTER_COLOR = (255, 255, 255)
-SCALES = {
-    "channel": "min–max per channel",
-    "stage": "one min–max across the stage",
-}
-ORDERS = {
-    "index": "by channel index",
-    "mean": "by mean activation, highest first",
-    "gradcam": "by Grad-CAM channel weight, highest first",
-}
 
 
 @functools.cache

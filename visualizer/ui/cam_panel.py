@@ -18,9 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from visualizer.choices import COLORMAPS
 from visualizer.ui.jobs import STAGES, ViewData
 
-COLORMAPS = ("turbo", "inferno", "magma", "plasma", "viridis", "cividis", "gray")
 METHOD = "Captum LayerGradCam, ReLU, bilinear upsampling, min–max"
 
 
@@ -54,6 +54,7 @@ class CamPanel(QWidget):
         self.opacity.valueChanged.connect(self._opacity_moved)
         self.colormap = QComboBox()
         self.colormap.addItems(COLORMAPS)
+        self.colormap.setCurrentText("turbo")
         self.colormap.currentTextChanged.connect(self.colormap_chosen)
         self.stage = QComboBox()
         self.stage.addItems(STAGES)

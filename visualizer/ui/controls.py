@@ -6,10 +6,10 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox, QToolBar, QWidget
 
+from visualizer.choices import COLORMAPS
 from visualizer.ui.jobs import MODEL_LABELS, STAGES, ModelSpec, ViewOptions
 
 DEVICES = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA", "mps": "MPS"}
-COLORMAPS = ("viridis", "inferno", "magma", "plasma", "cividis", "turbo", "gray")
 SCALES = {"channel": "Scale: channel", "stage": "Scale: stage"}
 ORDERS = {"index": "Order: index", "mean": "Order: mean", "gradcam": "Order: Grad-CAM"}
 

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from visualizer.choices import STAGES
+
 if TYPE_CHECKING:
     from visualizer.core import AnalysisResult, Analyzer, GradCam
     from visualizer.core.render import Grid
 
 MODEL_LABELS = {"vgg16": "VGG16", "resnet101": "ResNet101"}
-STAGES = ("C1", "C2", "C3", "C4", "C5")
 HEAD = "head"  # the layers after C5: pooling and classifier
 RESULTS_KEPT = 8  # analyses cached per session (a VGG16 analysis holds about 25 MB)
 CAMS_KEPT = 64

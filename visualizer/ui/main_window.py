@@ -544,7 +544,7 @@ class MainWindow(QMainWindow):
             if isinstance(value, str):
                 saved[name] = value
         options = ViewOptions(**saved)
-        from visualizer.ui.controls import COLORMAPS, ORDERS, SCALES  # noqa: PLC0415
+        from visualizer.choices import COLORMAPS, ORDERS, SCALES  # noqa: PLC0415
 
         valid = (
             options.colormap in COLORMAPS
