@@ -12,6 +12,7 @@ from types import TracebackType
 from PySide6.QtCore import QBuffer, QIODevice, QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
+from visualizer.choices import DEVICES, MODELS
 from visualizer.ui.jobs import ModelSpec
 from visualizer.ui.main_window import MainWindow
 from visualizer.ui.worker import Reply
@@ -47,10 +48,9 @@ def create_window(
     saved_model = settings.value("model")
     saved_device = settings.value("device")
     spec = ModelSpec(
-        model=model or (saved_model if saved_model in ("vgg16", "resnet101") else "resnet101"),
+        model=model or (saved_model if saved_model in MODELS else "resnet101"),
         weights=weights,
-        device=device
-        or (saved_device if saved_device in ("auto", "cpu", "cuda", "mps") else "auto"),
+        device=device or (saved_device if saved_device in DEVICES else "auto"),
     )
     window = MainWindow(spec, settings)
     window.show()
