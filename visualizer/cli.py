@@ -153,7 +153,13 @@ def _parser() -> argparse.ArgumentParser:
         help="tile order: channel index (default), mean activation, Grad-CAM weight",
     )
     export.add_argument(
-        "--compare", action="store_true", help="export both networks (ignores --model)"
+        "--compare",
+        action="store_true",
+        help=(
+            "export both networks, their Grad-CAMs of one class (--target, else the top-1 of "
+            "--model), and their comparison: <stem>_compare_<stage>.png per stage and "
+            "<stem>_compare_timings.csv"
+        ),
     )
     export.set_defaults(run=_export)
 

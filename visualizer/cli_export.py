@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 from collections.abc import Callable
@@ -11,7 +12,8 @@ from pathlib import Path
 from models import MODEL_NAMES, WeightsError
 from models.weights import PATH_SHOWN, shown
 from visualizer.cli_progress import Progress
-from visualizer.core import Analyzer, DeviceError, ImageLoadError, load_image
+from visualizer.core import AnalysisResult, Analyzer, DeviceError, ImageLoadError, load_image
+from visualizer.core.comparison import cam_stages, export_comparison, shared_target
 from visualizer.core.export import ExportOptions, export_result
 
 
@@ -22,11 +24,10 @@ def export_images(args: argparse.Namespace, *, error: Callable[[str], None]) -> 
     if problem:
         error(f"{shown(out, PATH_SHOWN)}: {problem}")
         return 1
+    names = list(MODEL_NAMES) if args.compare else [args.model]
+    lead = names.index(args.model)  # in a comparison, its top-1 is the class both explain
     try:
-        analyzers = [
-            Analyzer(name, args.weights, args.device)
-            for name in (MODEL_NAMES if args.compare else [args.model])
-        ]
+        analyzers = [Analyzer(name, args.weights, args.device) for name in names]
     except (WeightsError, DeviceError) as failure:
         error(str(failure))
         return 1
@@ -45,7 +46,7 @@ def export_images(args: argparse.Namespace, *, error: Callable[[str], None]) -> 
     try:
         for done, (path, stem) in enumerate(zip(inputs, stems, strict=True)):
             progress.update(done, label=shown(path, PATH_SHOWN))
-            outcome = _export_one(path, stem, analyzers, out, options)
+            outcome = _export_one(path, stem, analyzers, out, options, lead=lead)
             if isinstance(outcome, str):
                 failures += 1
                 progress.message(f"error: {outcome}")
@@ -64,26 +65,55 @@ def export_images(args: argparse.Namespace, *, error: Callable[[str], None]) -> 
 
 
 def _export_one(
-    path: str, stem: str, analyzers: list[Analyzer], out: Path, options: ExportOptions
+    path: str,
+    stem: str,
+    analyzers: list[Analyzer],
+    out: Path,
+    options: ExportOptions,
+    *,
+    lead: int = 0,
 ) -> int | str:
-    """The number of files written for ``path``, or why it failed (``"<file>: <reason>"``)."""
+    """The number of files written for ``path``, or why it failed (``"<file>: <reason>"``).
+
+    With two networks, both explain one class (``options.target``, else the top-1 of
+    ``analyzers[lead]``) and their comparison is written too.
+    """
     name = shown(path, PATH_SHOWN)
-    written = 0
     try:
         image = load_image(path)
-        for analyzer in analyzers:
-            result = analyzer.analyze(image, source=path)
-            try:
-                written += len(export_result(analyzer, result, out, stem, options))
-            except OSError as failure:
-                reason = shown(failure.strerror or str(failure), PATH_SHOWN)
-                return f"{name}: cannot write to {shown(out, PATH_SHOWN)} ({reason})"
+        results = [analyzer.analyze(image, source=path) for analyzer in analyzers]
+        try:
+            return _write(analyzers, results, out, stem, options, lead=lead)
+        except OSError as failure:
+            reason = shown(failure.strerror or str(failure), PATH_SHOWN)
+            return f"{name}: cannot write to {shown(out, PATH_SHOWN)} ({reason})"
     except ImageLoadError as failure:
         return str(failure)
     except Exception as failure:  # noqa: BLE001 - one image's surprise must not stop the batch
         reason = shown(f"{type(failure).__name__}: {failure}", PATH_SHOWN)
         return f"{name}: failed unexpectedly ({reason})"
-    return written
+
+
+def _write(
+    analyzers: list[Analyzer],
+    results: list[AnalysisResult],
+    out: Path,
+    stem: str,
+    options: ExportOptions,
+    *,
+    lead: int,
+) -> int:
+    """Write every file of one image; the number written."""
+    if len(analyzers) == 1:
+        return len(export_result(analyzers[0], results[0], out, stem, options))
+    options = dataclasses.replace(options, target=shared_target(results, options.target, lead))
+    wanted = cam_stages(options, options.stages)
+    written = 0
+    cams = []
+    for analyzer, result in zip(analyzers, results, strict=True):
+        cams.append(analyzer.gradcams(result, wanted, options.target))
+        written += len(export_result(analyzer, result, out, stem, options, cams=cams[-1]))
+    return written + len(export_comparison(analyzers, results, out, stem, options, cams=cams))
 
 
 def _unwritable(folder: Path) -> str | None:

@@ -1,0 +1,298 @@
+"""Two architectures on one image, side by side: one PNG (stage grids, Grad-CAMs of the same
+class, top-5) and one CSV (shape, time and parameters of each stage of both networks).
+
+Both networks predict the same 1000 ImageNet classes, so their Grad-CAMs can answer the same
+question: a comparison explains one class, the one asked for or the lead network's top-1.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from models import STAGE_NAMES
+from visualizer import __version__
+from visualizer.core.analysis import AnalysisResult, Analyzer
+from visualizer.core.attribution import GradCam
+from visualizer.core.export import (
+    GRADCAM_METHOD,
+    ExportOptions,
+    save_png,
+    write_atomically,
+)
+from visualizer.core.render import SCALES, Grid, overlay, render_grid
+from visualizer.core.stage_summary import StageRow, stage_rows
+
+MODEL_LABELS = {"vgg16": "VGG16", "resnet101": "ResNet101"}
+COLUMN = 880  # pixels: each network's grid fits a COLUMN × COLUMN box
+MARGIN, GAP = 28, 36
+OVERLAY = 360
+INK, MUTED, PAPER, ALERT = (20, 20, 20), (90, 90, 90), (255, 255, 255), (160, 40, 30)
+
+
+@dataclass(frozen=True, eq=False)
+class ComparedSide:
+    """One network's half of a comparison: its analysis, the stage's grid and its Grad-CAM."""
+
+    result: AnalysisResult
+    grid: Grid  # the stage shown
+    stage: str
+    cam: GradCam  # of the shared class
+    rows: tuple[StageRow, ...]  # C1–C5 and the head
+
+    @property
+    def label(self) -> str:
+        return MODEL_LABELS.get(self.result.model, self.result.model)
+
+    @property
+    def total_ms(self) -> float:
+        return sum(row.ms for row in self.rows)
+
+    @property
+    def parameters(self) -> int:
+        return sum(row.parameters for row in self.rows)
+
+
+def shared_target(results: Sequence[AnalysisResult], target: int | None, lead: int = 0) -> int:
+    """The class both Grad-CAMs explain: ``target``, else the top-1 of ``results[lead]``."""
+    return results[lead].topk[0][0] if target is None else target
+
+
+def disagreement(results: Sequence[AnalysisResult]) -> str | None:
+    """A sentence naming each network's top-1 class when they are not all the same, else None."""
+    if len({result.topk[0][0] for result in results}) < 2:
+        return None
+    tops = [
+        f"{MODEL_LABELS.get(result.model, result.model)}: {index} {label} ({p * 100:.1f} %)"
+        for result in results
+        for index, label, p in result.topk[:1]
+    ]
+    return "The top-1 classes differ: " + "; ".join(tops) + "."
+
+
+def comparison_names(stem: str, stages: Sequence[str]) -> list[str]:
+    """The files ``export_comparison`` writes for an image named ``stem``."""
+    return [f"{stem}_compare_{stage}.png" for stage in stages] + [f"{stem}_compare_timings.csv"]
+
+
+def cam_stages(options: ExportOptions, stages: Sequence[str]) -> list[str]:
+    """The stages whose Grad-CAMs a comparison of ``stages`` needs."""
+    wanted = {options.cam_stage or STAGE_NAMES[-1]}
+    if options.order == "gradcam":  # the tiles are ordered by each stage's Grad-CAM weights
+        wanted |= set(stages)
+    return sorted(wanted)
+
+
+def compare(
+    analyzers: Sequence[Analyzer],
+    results: Sequence[AnalysisResult],
+    cams: Sequence[Mapping[str, GradCam]],
+    stage: str,
+    options: ExportOptions,
+) -> list[ComparedSide]:
+    """Each network's side of a comparison at ``stage``.
+
+    ``cams``: per network, Grad-CAMs of the shared class at the stages of ``cam_stages``.
+    """
+    sides = []
+    for analyzer, result, maps in zip(analyzers, results, cams, strict=True):
+        weights = maps[stage].channel_weights if options.order == "gradcam" else None
+        grid = render_grid(
+            result.stages[stage],
+            colormap=options.colormap,
+            scale=options.scale,
+            order=options.order,
+            weights=weights,
+        )
+        cam = maps[options.cam_stage or STAGE_NAMES[-1]]
+        sides.append(ComparedSide(result, grid, stage, cam, stage_rows(analyzer.model, result)))
+    return sides
+
+
+def export_comparison(
+    analyzers: Sequence[Analyzer],
+    results: Sequence[AnalysisResult],
+    folder: str | os.PathLike[str],
+    stem: str,
+    options: ExportOptions = ExportOptions(),
+    *,
+    lead: int = 0,
+    cams: Sequence[Mapping[str, GradCam]] | None = None,
+) -> list[Path]:
+    """Write a comparison PNG per stage of ``options.stages`` and the timing CSV to ``folder``.
+
+    Grad-CAMs explain ``options.target``, else the top-1 class of ``results[lead]``; ``cams``
+    may give them (as for ``compare``), else they are computed here, one pass per network.
+    """
+    folder = Path(folder)
+    target = shared_target(results, options.target, lead)
+    if cams is None:
+        wanted = cam_stages(options, options.stages)
+        cams = [a.gradcams(r, wanted, target) for a, r in zip(analyzers, results, strict=True)]
+    label = analyzers[0].categories[target]
+    names = comparison_names(stem, options.stages)
+    written = []
+    for stage, name in zip(options.stages, names, strict=False):
+        sides = compare(analyzers, results, cams, stage, options)
+        written.append(save_comparison(folder / name, sides, label, options))
+    rows = [stage_rows(a.model, r) for a, r in zip(analyzers, results, strict=True)]
+    written.append(save_comparison_timings(folder / names[-1], results, rows))
+    return written
+
+
+def save_comparison(
+    path: str | os.PathLike[str],
+    sides: Sequence[ComparedSide],
+    target_label: str,
+    options: ExportOptions = ExportOptions(),
+) -> Path:
+    """Write the comparison of ``sides`` as one PNG, with its provenance as text chunks."""
+    first = sides[0]
+    metadata = {
+        "software": f"fmviz {__version__}",
+        "models": " | ".join(side.label for side in sides),
+        "weights": " | ".join(side.result.weights for side in sides),
+        "source": first.result.source,
+        "preprocessing": " | ".join(side.result.preprocessing for side in sides),
+        "device": " | ".join(side.result.device for side in sides),
+        "stage": first.stage,
+        "colormap": first.grid.colormap,
+        "normalisation": SCALES[first.grid.scale],
+        "channel order": first.grid.order,
+        "gradcam stage": first.cam.stage,
+        "target": f"{first.cam.target} {target_label}",
+        "method": GRADCAM_METHOD,
+    }
+    picture = render_comparison(sides, target_label, options)
+    return save_png(path, picture, metadata)
+
+
+def save_comparison_timings(
+    path: str | os.PathLike[str],
+    results: Sequence[AnalysisResult],
+    rows: Sequence[Sequence[StageRow]],
+) -> Path:
+    """Write C1–C5 and the head of each network (``rows`` of each of ``results``) as CSV:
+    output shape, milliseconds and parameters per network, then a ``total`` row."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    header = ["stage"]
+    for result in results:
+        header += [f"{result.model}_{what}" for what in ("shape", "ms", "parameters")]
+    writer.writerow(header)
+    for index, row in enumerate(rows[0]):
+        cells = [row.stage]
+        for own in rows:
+            cell = own[index]
+            cells += ["x".join(map(str, cell.shape)), f"{cell.ms:.4f}", str(cell.parameters)]
+        writer.writerow(cells)
+    totals = ["total"]
+    for own in rows:
+        totals += ["x".join(map(str, own[-1].shape)), f"{sum(r.ms for r in own):.4f}"]
+        totals.append(str(sum(r.parameters for r in own)))
+    writer.writerow(totals)
+    return write_atomically(path, text.getvalue().encode())
+
+
+def render_comparison(
+    sides: Sequence[ComparedSide], target_label: str, options: ExportOptions = ExportOptions()
+) -> Image.Image:
+    """The comparison as an RGB picture: per network its label, the stage grid, the Grad-CAM
+    and the top-5, then the per-stage table of both."""
+    first = sides[0]
+    width = MARGIN * 2 + COLUMN * len(sides) + GAP * (len(sides) - 1)
+    table_top = MARGIN + 96 + 70 + COLUMN + 24 + OVERLAY + 28
+    height = table_top + 34 * (len(first.rows) + 2) + MARGIN
+    canvas = Image.new("RGB", (width, height), PAPER)
+    draw = ImageDraw.Draw(canvas)
+    name = Path(first.result.source).name
+    cam = first.cam
+    title = f"{name} · stage {first.stage} · Grad-CAM of {cam.target} {target_label} at {cam.stage}"
+    draw.text((MARGIN, MARGIN), title, fill=INK, font=_font(30))
+    note = disagreement([side.result for side in sides])
+    if note:
+        draw.text((MARGIN, MARGIN + 44), note, fill=ALERT, font=_font(22))
+    for index, side in enumerate(sides):
+        left = MARGIN + index * (COLUMN + GAP)
+        _draw_side(canvas, draw, side, left=left, top=MARGIN + 96, options=options)
+    _draw_table(draw, sides, table_top)
+    return canvas
+
+
+def _draw_side(
+    canvas: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    side: ComparedSide,
+    *,
+    left: int,
+    top: int,
+    options: ExportOptions,
+) -> None:
+    channels, height, width = side.result.stages[side.stage].shape
+    draw.text((left, top), side.label, fill=INK, font=_font(30))
+    shown = len(side.grid.layout.order)
+    detail = (
+        f"{side.stage}: {shown} of {channels} channels, {height}x{width} each · "
+        f"{side.total_ms:.0f} ms · {side.parameters / 1e6:.1f} M parameters"
+    )
+    draw.text((left, top + 40), detail, fill=MUTED, font=_font(20))
+    grid = side.grid.to_image().convert("RGB")
+    scale = min(COLUMN / grid.width, COLUMN / grid.height)
+    size = (max(1, round(grid.width * scale)), max(1, round(grid.height * scale)))
+    fit = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
+    canvas.paste(grid.resize(size, fit), (left, top + 70))
+    below = top + 70 + COLUMN + 24
+    heat = overlay(
+        side.result.view, side.cam.map, opacity=options.opacity, colormap=options.cam_colormap
+    )
+    picture = Image.fromarray(heat, "RGB").resize((OVERLAY, OVERLAY), Image.Resampling.BILINEAR)
+    canvas.paste(picture, (left, below))
+    draw.text((left + OVERLAY + 20, below), "Top-5", fill=INK, font=_font(22))
+    for rank, (index, label, probability) in enumerate(side.result.topk):
+        mark = "> " if index == side.cam.target else "   "
+        line = f"{mark}{probability * 100:5.1f} %  {label} ({index})"
+        colour = INK if index == side.cam.target else MUTED
+        draw.text((left + OVERLAY + 20, below + 36 + 30 * rank), line, fill=colour, font=_font(20))
+
+
+def _draw_table(draw: ImageDraw.ImageDraw, sides: Sequence[ComparedSide], top: int) -> None:
+    header = ["stage"]
+    for side in sides:
+        header += [f"{side.label} output", "ms", "parameters"]
+    rows = [header]
+    for index, row in enumerate(sides[0].rows):
+        cells = [row.stage]
+        for side in sides:
+            other = side.rows[index]
+            cells += ["x".join(map(str, other.shape)), f"{other.ms:.1f}", f"{other.parameters:,}"]
+        rows.append(cells)
+    totals = ["total"]
+    for side in sides:
+        totals += ["", f"{side.total_ms:.1f}", f"{side.parameters:,}"]
+    rows.append(totals)
+    for number, cells in enumerate(rows):
+        font = _font(22) if number == 0 else _font(20)
+        colour = INK if number in (0, len(rows) - 1) else MUTED
+        for x, cell in zip(_positions(len(sides)), cells, strict=True):
+            draw.text((x, top + 34 * number), cell, fill=colour, font=font)
+
+
+def _positions(sides: int) -> list[int]:
+    """The left edge of each column of the table: stage, then per network shape, ms, params."""
+    positions = [MARGIN]
+    for index in range(sides):
+        start = MARGIN + 100 + index * (COLUMN + GAP)
+        positions += [start, start + 300, start + 460]
+    return positions
+
+
+@functools.cache
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size)
