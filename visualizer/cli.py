@@ -52,7 +52,7 @@ def _app_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="fmviz",
-        usage="fmviz [IMAGE ...] [options]\n       fmviz {info,export,bench} ...",
+        usage="fmviz [IMAGE ...] [--compare] [options]\n       fmviz {info,export,bench} ...",
         description=(
             "Look inside VGG16 and ResNet101, stage by stage: opens the window with the images "
             "given (else the bundled samples)."
@@ -73,6 +73,12 @@ def _app_parser() -> argparse.ArgumentParser:
     _weights_option(parser)
     parser.add_argument(
         "--device", choices=DEVICE_CHOICES, help="default: the last used, else auto"
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        default=None,
+        help="open in compare mode: VGG16 and ResNet101 side by side (default: as last closed)",
     )
     parser.add_argument(
         "--screenshot",
@@ -262,6 +268,7 @@ def _app(args: argparse.Namespace) -> int:
         weights=args.weights,
         device=args.device,
         screenshot=args.screenshot,
+        compare=args.compare,
     )
 
 

@@ -42,8 +42,12 @@ def create_window(
     weights: str = "imagenet",
     device: str | None = None,
     settings: QSettings | None = None,
+    compare: bool | None = None,
 ) -> MainWindow:
-    """The main window, shown, with the network loading and ``paths`` (or the samples) read."""
+    """The main window, shown, with the network loading and ``paths`` (or the samples) read.
+
+    ``compare``: open in compare mode (None: as it was last closed).
+    """
     settings = settings if settings is not None else open_settings()
     saved_model = settings.value("model")
     saved_device = settings.value("device")
@@ -52,7 +56,9 @@ def create_window(
         weights=weights,
         device=device or (saved_device if saved_device in DEVICES else "auto"),
     )
-    window = MainWindow(spec, settings)
+    if compare is None:
+        compare = settings.value("compare") in (True, "true")
+    window = MainWindow(spec, settings, compare=compare)
     window.show()
     chosen = list(paths) or sample_images()
     QTimer.singleShot(0, lambda: window.start(chosen))
@@ -66,6 +72,7 @@ def run(
     weights: str = "imagenet",
     device: str | None = None,
     screenshot: str | None = None,
+    compare: bool | None = None,
 ) -> int:
     """Open the window and run until it closes; returns the exit status."""
     if not _has_display():
@@ -81,7 +88,7 @@ def run(
     app.setApplicationName("fmviz")
     app.setOrganizationName("fmviz")
     app.setStyle("Fusion")
-    window = create_window(paths, model=model, weights=weights, device=device)
+    window = create_window(paths, model=model, weights=weights, device=device, compare=compare)
     previous_hook = sys.excepthook
     sys.excepthook = _reporting_to(window)
     # Kept in a name: Qt would drop the connections of a collected object.
@@ -132,7 +139,7 @@ class ScreenshotOnFirstView:
     def _replied(self, reply: Reply) -> None:
         if self.done:
             return
-        if reply.error is not None and reply.kind in ("model", "view"):
+        if reply.error is not None and reply.kind.startswith(("model", "view")):
             self._fail()  # the network or the analysis failed: there will be no view
         elif not self.window.pictures and self.window.idle():
             self._fail(None if self.errors else "no image to show")

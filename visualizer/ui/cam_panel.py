@@ -24,26 +24,23 @@ from visualizer.ui.jobs import STAGES, ViewData
 METHOD = "Captum LayerGradCam, ReLU, bilinear upsampling, min–max"
 
 
-class CamPanel(QWidget):
-    """The input with its Grad-CAM heat map, the class it explains and the predictions."""
+class CamControls(QWidget):
+    """What the Grad-CAM explains and how it looks: class, stage, opacity, colormap."""
 
     target_chosen = Signal(object)  # a class index, or None for the top-1 class
     colormap_chosen = Signal(str)
     stage_chosen = Signal(str)
     opacity_changed = Signal(float)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, in_a_row: bool = False) -> None:
         super().__init__(parent)
         self._categories: tuple[str, ...] = ()
-        self.title = QLabel("Grad-CAM")
-        self.title.setObjectName("panelTitle")
-        self.title.setWordWrap(True)
-        self._build_view()
         self.classes = QComboBox()
         self.classes.setEditable(True)
         self.classes.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.classes.lineEdit().setPlaceholderText("Search the 1000 classes…")
         self.classes.setToolTip("Explain any ImageNet class: type part of its name")
+        self.classes.setMinimumContentsLength(18)
         self.classes.activated.connect(self._class_picked)
         self.top1 = QPushButton("Top-1")
         self.top1.setToolTip("Explain the class the network ranks first")
@@ -51,7 +48,7 @@ class CamPanel(QWidget):
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(50)
-        self.opacity.valueChanged.connect(self._opacity_moved)
+        self.opacity.valueChanged.connect(lambda value: self.opacity_changed.emit(value / 100))
         self.colormap = QComboBox()
         self.colormap.addItems(COLORMAPS)
         self.colormap.setCurrentText("turbo")
@@ -61,67 +58,35 @@ class CamPanel(QWidget):
         self.stage.setCurrentText("C5")
         self.stage.setToolTip("The stage whose activations and gradients make the map")
         self.stage.currentTextChanged.connect(self.stage_chosen)
-        self.predictions = QListWidget()
-        self.predictions.setObjectName("predictions")
-        self.predictions.setToolTip("Click a class to see its Grad-CAM")
-        self.predictions.itemClicked.connect(
-            lambda item: self.target_chosen.emit(item.data(Qt.ItemDataRole.UserRole))
-        )
-
+        if in_a_row:
+            self.opacity.setMaximumWidth(140)
+            row = QHBoxLayout(self)
+            row.setContentsMargins(4, 2, 4, 2)
+            for text, widget in (
+                ("Grad-CAM class", self.classes), (None, self.top1), ("Stage", self.stage),
+                ("Opacity", self.opacity), ("Colormap", self.colormap),
+            ):  # fmt: skip
+                if text:
+                    row.addWidget(QLabel(text))
+                row.addWidget(widget, 1 if widget is self.classes else 0)
+            return
         pick = QHBoxLayout()
         pick.addWidget(self.classes, 1)
         pick.addWidget(self.top1)
-        form = QFormLayout()
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Class", pick)
         form.addRow("Stage", self.stage)
         form.addRow("Opacity", self.opacity)
         form.addRow("Colormap", self.colormap)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 0, 4, 0)
-        layout.addWidget(self.title)
-        layout.addWidget(self.plot, 1)
-        layout.addLayout(form)
-        heading = QLabel("Top-5 predictions")
-        heading.setObjectName("panelTitle")
-        layout.addWidget(heading)
-        layout.addWidget(self.predictions)
-
-    def _build_view(self) -> None:
-        self.plot = pg.GraphicsLayoutWidget()
-        self.plot.setBackground("#1e1e1e")
-        self.plot.ci.setContentsMargins(0, 0, 0, 0)
-        self.plot.setMinimumSize(240, 240)
-        self.box = self.plot.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
-        self.picture = pg.ImageItem(axisOrder="row-major")
-        self.heat = pg.ImageItem(axisOrder="row-major")
-        self.box.addItem(self.picture)
-        self.box.addItem(self.heat)
 
     def show_data(self, data: ViewData) -> None:
-        """Show ``data``'s input, Grad-CAM and predictions."""
+        """Show the class, stage and colormap of ``data`` without reporting them as changes."""
         self._set_categories(data.model.categories)
-        self.picture.setImage(data.view, levels=(0, 255))
-        self.heat.setImage(data.cam, levels=(0.0, 1.0), lut=data.cam_lut)
-        self.heat.setOpacity(self.opacity.value() / 100)
-        self.box.autoRange(padding=0.0)
-        empty = "" if data.cam.max() > 0 else " · <i>empty: no positive evidence here</i>"
-        self.title.setText(
-            f"Grad-CAM of <b>{data.target} {_escaped(data.target_label)}</b> "
-            f"at {data.options.cam_stage}{empty}<br><small>{METHOD}</small>"
-        )
         wanted = data.target if data.options.target is not None else -1
         if self.classes.currentIndex() != wanted and not self.classes.lineEdit().hasFocus():
             with QSignalBlocker(self.classes):
                 self.classes.setCurrentIndex(wanted)
-        self.predictions.clear()
-        for index, label, probability in data.topk:
-            item = QListWidgetItem(f"{probability * 100:5.1f} %   {label}  ({index})")
-            item.setData(Qt.ItemDataRole.UserRole, index)
-            if index == data.target:
-                font = item.font()
-                font.setBold(True)
-                item.setFont(font)
-            self.predictions.addItem(item)
         with QSignalBlocker(self.colormap), QSignalBlocker(self.stage):
             self.colormap.setCurrentText(data.options.cam_colormap)
             self.stage.setCurrentText(data.options.cam_stage)
@@ -150,10 +115,123 @@ class CamPanel(QWidget):
         if head.isdigit() and int(head) < len(self._categories):
             self.target_chosen.emit(int(head))
 
-    def _opacity_moved(self, value: int) -> None:
-        self.heat.setOpacity(value / 100)
-        self.opacity_changed.emit(value / 100)
+
+class CamView(QWidget):
+    """The input with its Grad-CAM heat map over it, and a title saying what it explains."""
+
+    def __init__(
+        self, parent: QWidget | None = None, *, minimum: int = 240, method_line: bool = True
+    ) -> None:
+        super().__init__(parent)
+        self._method = f"<br><small>{METHOD}</small>" if method_line else ""
+        self.title = QLabel("Grad-CAM")
+        self.title.setObjectName("panelTitle")
+        self.title.setWordWrap(True)
+        self.plot = pg.GraphicsLayoutWidget()
+        self.plot.setBackground("#1e1e1e")
+        self.plot.ci.setContentsMargins(0, 0, 0, 0)
+        self.plot.setMinimumSize(minimum, minimum)
+        self.box = self.plot.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.picture = pg.ImageItem(axisOrder="row-major")
+        self.heat = pg.ImageItem(axisOrder="row-major")
+        self.box.addItem(self.picture)
+        self.box.addItem(self.heat)
+        self._opacity = 0.5
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.title)
+        layout.addWidget(self.plot, 1)
+
+    def show_data(self, data: ViewData) -> None:
+        """Show ``data``'s input and Grad-CAM."""
+        self.picture.setImage(data.view, levels=(0, 255))
+        self.heat.setImage(data.cam, levels=(0.0, 1.0), lut=data.cam_lut)
+        self.heat.setOpacity(self._opacity)
+        self.box.autoRange(padding=0.0)
+        empty = "" if data.cam.max() > 0 else " · <i>empty: no positive evidence here</i>"
+        rank = "top-1" if data.target_rank == 1 else f"rank {data.target_rank}"
+        self.title.setText(
+            f"Grad-CAM of <b>{data.target} {escaped(data.target_label)}</b> "
+            f"({data.target_probability * 100:.1f} %, {rank}) at {data.options.cam_stage}"
+            f"{empty}{self._method}"
+        )
+        self.title.setToolTip(METHOD)
+
+    def set_opacity(self, opacity: float) -> None:
+        self._opacity = opacity
+        self.heat.setOpacity(opacity)
 
 
-def _escaped(text: str) -> str:
+class Predictions(QListWidget):
+    """The top-5 classes with their probabilities; a click asks for that class's Grad-CAM."""
+
+    target_chosen = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("predictions")
+        self.setToolTip("Click a class to see its Grad-CAM")
+        self.itemClicked.connect(
+            lambda item: self.target_chosen.emit(item.data(Qt.ItemDataRole.UserRole))
+        )
+
+    def show_data(self, data: ViewData) -> None:
+        """List ``data``'s top-5, the class explained in bold."""
+        self.clear()
+        for index, label, probability in data.topk:
+            item = QListWidgetItem(f"{probability * 100:5.1f} %   {label}  ({index})")
+            item.setData(Qt.ItemDataRole.UserRole, index)
+            if index == data.target:
+                font = item.font()
+                font.setBold(True)
+                item.setFont(font)
+            self.addItem(item)
+
+
+class CamPanel(QWidget):
+    """The input with its Grad-CAM heat map, the class it explains and the predictions."""
+
+    target_chosen = Signal(object)  # a class index, or None for the top-1 class
+    colormap_chosen = Signal(str)
+    stage_chosen = Signal(str)
+    opacity_changed = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.view = CamView()
+        self.controls = CamControls()
+        self.predictions = Predictions()
+        # The parts tests and the window reach for.
+        self.title, self.box = self.view.title, self.view.box
+        self.picture, self.heat = self.view.picture, self.view.heat
+        self.classes, self.top1 = self.controls.classes, self.controls.top1
+        self.opacity, self.colormap, self.stage = (
+            self.controls.opacity, self.controls.colormap, self.controls.stage
+        )  # fmt: skip
+        self.controls.target_chosen.connect(self.target_chosen)
+        self.predictions.target_chosen.connect(self.target_chosen)
+        self.controls.colormap_chosen.connect(self.colormap_chosen)
+        self.controls.stage_chosen.connect(self.stage_chosen)
+        self.controls.opacity_changed.connect(self._opacity_moved)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 0, 4, 0)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.controls)
+        heading = QLabel("Top-5 predictions")
+        heading.setObjectName("panelTitle")
+        layout.addWidget(heading)
+        layout.addWidget(self.predictions)
+
+    def show_data(self, data: ViewData) -> None:
+        """Show ``data``'s input, Grad-CAM and predictions."""
+        self.controls.show_data(data)
+        self.view.show_data(data)
+        self.predictions.show_data(data)
+
+    def _opacity_moved(self, opacity: float) -> None:
+        self.view.set_opacity(opacity)
+        self.opacity_changed.emit(opacity)
+
+
+def escaped(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -7,10 +7,11 @@ Grad-CAMs), so that a new stage, colormap, order or class only renders.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,12 +24,14 @@ from visualizer.choices import STAGES
 if TYPE_CHECKING:
     from visualizer.core import AnalysisResult, Analyzer, GradCam
     from visualizer.core.render import Grid
+    from visualizer.core.stage_summary import StageRow
 
 MODEL_LABELS = {"vgg16": "VGG16", "resnet101": "ResNet101"}
-HEAD = "head"  # the layers after C5: pooling and classifier
+HEAD = "head"  # the layers after C5: pooling and classifier (core.stage_summary.HEAD)
 RESULTS_KEPT = 8  # analyses cached per session (a VGG16 analysis holds about 25 MB)
 CAMS_KEPT = 64
-ANALYZERS_KEPT = 2  # the network in use and the one before it (a VGG16 holds 530 MB)
+# Both networks of a comparison and the one used alone before it (a VGG16 holds 530 MB).
+ANALYZERS_KEPT = 3
 THUMBNAIL_SIZE = 96
 DOWNLOAD_POLL_S = 0.25
 
@@ -85,6 +88,7 @@ class ModelInfo:
     banner: str | None  # shown above the views: untrained weights, and why
     categories: tuple[str, ...]
     parameters: int
+    fallback: str | None = None  # why ImageNet weights could not be had, if they were asked for
 
 
 @dataclass(frozen=True)
@@ -113,9 +117,12 @@ class ViewData:
     channel_lut: np.ndarray  # (256, 4) uint8: the grid's colormap, for one channel shown large
     target: int
     target_label: str
+    target_probability: float  # what this network gives the class explained
+    target_rank: int  # 1: its top-1
     topk: tuple[tuple[int, str, float], ...]
     layers: tuple[LayerRow, ...]
     stage_shapes: dict[str, tuple[int, ...]]
+    stage_rows: tuple[StageRow, ...]  # C1–C5 and the head: shape, time, parameters
     device: str
     notice: str | None
 
@@ -141,23 +148,6 @@ def picture_of(key: int, name: str, source: str, image: Image.Image) -> Picture:
     return Picture(key, name, source, image, np.ascontiguousarray(thumbnail))
 
 
-def layer_stages(names: list[str], stage_modules: dict[str, str]) -> list[str]:
-    """The stage each layer (in execution order) belongs to: up to and including the last
-    layer inside a stage's module; layers after C5 are the ``head``."""
-    last: dict[str, int] = {}
-    for index, name in enumerate(names):
-        for stage, module in stage_modules.items():
-            if name == module or name.startswith(module + "."):
-                last[stage] = index
-    ends = [(last[stage], stage) for stage in STAGES if stage in last]
-    stages, position = [], 0
-    for index in range(len(names)):
-        while position < len(ends) and index > ends[position][0]:
-            position += 1
-        stages.append(ends[position][1] if position < len(ends) else HEAD)
-    return stages
-
-
 class ExportError(OSError):
     """An export could not be written; the message names the file chosen and why."""
 
@@ -176,19 +166,31 @@ class Session:
         back to untrained ones, with a banner that says so."""
         return self._analyzer(spec)[1]
 
-    def view(self, spec: ModelSpec, picture: Picture, options: ViewOptions) -> ViewData:
-        """Analyse ``picture`` (once per network) and render it as ``options`` ask."""
+    def view(
+        self,
+        spec: ModelSpec,
+        picture: Picture,
+        options: ViewOptions,
+        lead: ModelSpec | None = None,
+    ) -> ViewData:
+        """Analyse ``picture`` (once per network) and render it as ``options`` ask.
+
+        With no class chosen, Grad-CAM explains the top-1 class of ``lead`` (default: this
+        network), so that two networks compared explain the same class.
+        """
         from visualizer.core.render import colormap_table  # noqa: PLC0415
+        from visualizer.core.stage_summary import stage_rows  # noqa: PLC0415
 
         analyzer, info = self._analyzer(spec)
         result = self._result(spec, picture)
-        target = result.topk[0][0] if options.target is None else options.target
+        target = self._target(spec, picture, options, lead)
         cam = self._cam(spec, picture, result, options.cam_stage, target)
         stage = result.stages[options.stage]
         weights = None
         if options.order == "gradcam":
             weights = self._cam(spec, picture, result, options.stage, target).channel_weights
         grid = _grid(stage, options, weights)
+        probabilities = result.logits.float().softmax(0)
         return ViewData(
             picture=picture.key,
             model=info,
@@ -201,9 +203,12 @@ class Session:
             channel_lut=colormap_table(options.colormap),
             target=target,
             target_label=analyzer.categories[target],
+            target_probability=float(probabilities[target]),
+            target_rank=int((probabilities > probabilities[target]).sum()) + 1,
             topk=tuple(result.topk),
             layers=_layer_rows(analyzer, result),
             stage_shapes={name: tuple(result.stages[name].shape) for name in STAGES},
+            stage_rows=stage_rows(analyzer.model, result),
             device=result.device,
             notice=result.notice,
         )
@@ -217,12 +222,52 @@ class Session:
         into the folder ``path``, named as ``fmviz export`` names them), ``"overlay"`` (the
         Grad-CAM overlay to ``path``) or ``"timings"`` (the CSV to ``path``).
         """
-        try:
+        with _export_errors(path):
             return self._export(spec, picture, options, what, path)
-        except ExportError:
-            raise
-        except OSError as error:
-            raise ExportError(f"{path}: cannot be written ({error.strerror or error})") from None
+
+    def export_comparison(
+        self,
+        specs: tuple[ModelSpec, ...],
+        picture: Picture,
+        options: ViewOptions,
+        what: str,
+        path: str,
+        *,
+        lead: ModelSpec,
+    ) -> list[Path]:
+        """Write the comparison of ``specs`` on screen: ``what`` is ``"comparison"`` (one PNG,
+        the stage and Grad-CAM of each) or ``"comparison_timings"`` (the per-stage CSV)."""
+        from visualizer.core.comparison import (  # noqa: PLC0415
+            ComparedSide,
+            save_comparison,
+            save_comparison_timings,
+        )
+        from visualizer.core.export import ExportOptions  # noqa: PLC0415
+        from visualizer.core.stage_summary import stage_rows  # noqa: PLC0415
+
+        with _export_errors(path):
+            analyzers = [self._analyzer(spec)[0] for spec in specs]
+            results = [self._result(spec, picture) for spec in specs]
+            rows = [stage_rows(a.model, r) for a, r in zip(analyzers, results, strict=True)]
+            if what == "comparison_timings":
+                return [save_comparison_timings(path, results, rows)]
+            target = self._target(specs[0], picture, options, lead)
+            sides = []
+            for spec, result, own in zip(specs, results, rows, strict=True):
+                weights = None
+                if options.order == "gradcam":
+                    stage_cam = self._cam(spec, picture, result, options.stage, target)
+                    weights = stage_cam.channel_weights
+                grid = _grid(result.stages[options.stage], options, weights)
+                cam = self._cam(spec, picture, result, options.cam_stage, target)
+                sides.append(ComparedSide(result, grid, options.stage, cam, own))
+            chosen = ExportOptions(
+                cam_stage=options.cam_stage,
+                target=target,
+                cam_colormap=options.cam_colormap,
+                opacity=options.opacity,
+            )
+            return [save_comparison(path, sides, analyzers[0].categories[target], chosen)]
 
     def _export(
         self, spec: ModelSpec, picture: Picture, options: ViewOptions, what: str, path: str
@@ -262,6 +307,14 @@ class Session:
             written.append(save_grid(file, result, stage, grid))
         return written
 
+    def _target(
+        self, spec: ModelSpec, picture: Picture, options: ViewOptions, lead: ModelSpec | None
+    ) -> int:
+        """The class to explain: the one chosen, else the top-1 of ``lead`` (or ``spec``)."""
+        if options.target is not None:
+            return options.target
+        return self._result(lead or spec, picture).topk[0][0]
+
     def _analyzer(self, spec: ModelSpec) -> tuple[Analyzer, ModelInfo]:
         if spec not in self._analyzers:
             built = self._build(spec)
@@ -293,18 +346,18 @@ class Session:
                 raise
             fallback = str(error)
             analyzer = _new_analyzer(spec.model, "random", spec.device)
-        info = analyzer.weights_info
-        trained = info is None or info.trained
+        weights = analyzer.weights_info
         info = ModelInfo(
             spec=spec,
-            weights=str(info) if info is not None else "unknown",
+            weights=str(weights) if weights is not None else "unknown",
             device=analyzer.describe_device(),
-            trained=trained,
-            banner=None if trained else _untrained_banner(spec, fallback),
+            trained=weights is None or weights.trained,
+            banner=None,
             categories=tuple(analyzer.categories),
             parameters=sum(p.numel() for p in analyzer.model.parameters()),
+            fallback=fallback,
         )
-        return analyzer, info
+        return analyzer, dataclasses.replace(info, banner=untrained_banner([info]))
 
     def _result(self, spec: ModelSpec, picture: Picture) -> AnalysisResult:
         key = (picture.key, spec)
@@ -339,17 +392,32 @@ def _new_analyzer(model: str, weights: str, device: str) -> Analyzer:
     return Analyzer(model, weights, device, progress=False)
 
 
-def _untrained_banner(spec: ModelSpec, reason: str | None) -> str:
+def untrained_banner(infos: list[ModelInfo]) -> str | None:
+    """One banner for the untrained networks among ``infos``: why, and how to get ImageNet
+    weights; None when all are trained."""
     from models.weights import imagenet_checkpoint_path  # noqa: PLC0415
 
-    path = imagenet_checkpoint_path(spec.model)
+    untrained = [info for info in infos if not info.trained]
+    if not untrained:
+        return None
+    names = " and ".join(info.spec.label for info in untrained)
+    reasons = "; ".join(dict.fromkeys(info.fallback for info in untrained if info.fallback))
     why = (
-        f"ImageNet weights could not be had: {reason}. " if reason else "These are random weights. "
+        f"ImageNet weights could not be had: {reasons}. "
+        if reasons
+        else "These are random weights. "
+    )
+    paths = [imagenet_checkpoint_path(info.spec.model) for info in untrained]
+    files = " and ".join(path.name for path in paths)
+    put = (
+        f"put {files} there, or use File → Load weights…"
+        if len(paths) == 1
+        else f"or put {files} there."
     )
     return (
-        f"Untrained {spec.label}: the maps and predictions show no learned features. {why}"
+        f"Untrained {names}: the maps and predictions show no learned features. {why}"
         f"For ImageNet weights, start fmviz once with internet access (they are saved to "
-        f"{path.parent}), put {path.name} there, or use File → Load weights…"
+        f"{paths[0].parent}), {put}"
     )
 
 
@@ -366,8 +434,20 @@ def _grid(stage: Any, options: ViewOptions, cam_weights: Any) -> Grid:
     )
 
 
+@contextlib.contextmanager
+def _export_errors(path: str) -> Iterator[None]:
+    """An ``OSError`` while writing ``path`` becomes an ``ExportError`` naming it."""
+    try:
+        yield
+    except ExportError:
+        raise
+    except OSError as error:
+        raise ExportError(f"{path}: cannot be written ({error.strerror or error})") from None
+
+
 def _layer_rows(analyzer: Analyzer, result: AnalysisResult) -> tuple[LayerRow, ...]:
     from models import stage_module_names  # noqa: PLC0415
+    from visualizer.core.stage_summary import layer_stages  # noqa: PLC0415
 
     names = [name for name, _, _ in result.timings]
     stages = layer_stages(names, stage_module_names(analyzer.model))

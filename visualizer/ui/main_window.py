@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QMimeData, QSettings, Qt, Signal
+from PySide6.QtCore import QByteArray, QMimeData, QSettings, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -26,18 +26,30 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QSplitter,
+    QStackedWidget,
     QTabWidget,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
 from visualizer.ui.cam_panel import CamPanel
 from visualizer.ui.channel_view import ChannelView
+from visualizer.ui.compare_view import COMPARED, CompareView
 from visualizer.ui.controls import Controls
 from visualizer.ui.files import image_files, pasted_picture, qimage_to_rgba
 from visualizer.ui.grid_view import GridView
 from visualizer.ui.image_strip import ImageStrip
-from visualizer.ui.jobs import ModelInfo, ModelSpec, Picture, ViewData, ViewOptions, load_picture
+from visualizer.ui.jobs import (
+    MODEL_LABELS,
+    ModelInfo,
+    ModelSpec,
+    Picture,
+    ViewData,
+    ViewOptions,
+    load_picture,
+    untrained_banner,
+)
 from visualizer.ui.message_bar import MessageBar
 from visualizer.ui.worker import Reply, Worker
 
@@ -46,13 +58,18 @@ EXPORTS = {
     "grids": "All five stage grids…",
     "overlay": "Grad-CAM overlay PNG…",
     "timings": "Timings CSV…",
+    "comparison": "Comparison PNG…",
+    "comparison_timings": "Comparison timings CSV…",
 }
 EXPORT_BUTTONS = {
     "grid": "Grid PNG",
     "grids": "All grids",
     "overlay": "Overlay PNG",
     "timings": "Timings CSV",
+    "comparison": "Comparison PNG",
+    "comparison_timings": "Comparison CSV",
 }
+EXPORT_KEYS = {"grid": "Ctrl+E", "grids": "Ctrl+Shift+E", "comparison": "Ctrl+E"}
 SCALE_NOTES = {"channel": "each channel scaled by itself", "stage": "one scale for the stage"}
 SAVED_VIEW_OPTIONS = ("colormap", "scale", "order", "cam_colormap")
 STYLE = """
@@ -60,6 +77,8 @@ STYLE = """
 #errors { background: #f8d7da; color: #58151c; border-bottom: 1px solid #e4a1a8; }
 #panelTitle { font-weight: bold; padding: 4px 0; }
 #readout { color: #444; padding: 2px 4px; }
+#note { background: #e7f0fb; color: #15325c; padding: 3px 6px; }
+#note[differ="true"] { background: #fff3cd; color: #533f03; }
 """
 
 
@@ -69,10 +88,18 @@ class MainWindow(QMainWindow):
     view_shown = Signal()  # a complete view (grid, predictions, Grad-CAM) is on screen
     error_shown = Signal(str)  # every error the user is shown, as it is shown
 
-    def __init__(self, spec: ModelSpec, settings: QSettings, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        settings: QSettings,
+        parent: QWidget | None = None,
+        *,
+        compare: bool = False,
+    ) -> None:
         super().__init__(parent)
         self.settings = settings
         self.spec = spec
+        self.compare = False  # compare mode: VGG16 and ResNet101 side by side
         self._good_spec: ModelSpec | None = None  # the last network that loaded
         self.options = self._saved_options()
         self.pictures: dict[int, Picture] = {}
@@ -90,6 +117,7 @@ class MainWindow(QMainWindow):
         self._build()
         self._restore_geometry()
         self._update_title()
+        self.set_compare(compare)
 
     # Building
 
@@ -119,6 +147,11 @@ class MainWindow(QMainWindow):
         self.cam.opacity_changed.connect(self._opacity_changed)
         self.timing = TimingTabs()
         self.channel = self.timing.channel
+        self.compare_view = CompareView()
+        self.compare_view.target_chosen.connect(lambda target: self.set_options(target=target))
+        self.compare_view.colormap_chosen.connect(lambda name: self.set_options(cam_colormap=name))
+        self.compare_view.stage_chosen.connect(lambda stage: self.set_options(cam_stage=stage))
+        self.compare_view.opacity_changed.connect(self._opacity_changed)
         self._lay_out()
         self._build_menus()
         self._build_status_bar()
@@ -135,12 +168,11 @@ class MainWindow(QMainWindow):
         column.addWidget(self.grid_title)
         column.addWidget(self.grid, 1)
         top = QSplitter(Qt.Orientation.Horizontal)
-        top.addWidget(self.strip)
         top.addWidget(middle)
         top.addWidget(self.cam)
-        top.setStretchFactor(1, 3)
-        top.setStretchFactor(2, 1)
-        top.setSizes([140, 760, 360])
+        top.setStretchFactor(0, 3)
+        top.setStretchFactor(1, 1)
+        top.setSizes([760, 360])
         self.body = QSplitter(Qt.Orientation.Vertical)
         self.body.setObjectName("body")
         self.body.addWidget(top)
@@ -148,34 +180,52 @@ class MainWindow(QMainWindow):
         self.body.setStretchFactor(0, 3)
         self.body.setStretchFactor(1, 1)
         self.body.setSizes([560, 240])
+        self.pages = QStackedWidget()  # one network, or the two compared
+        self.pages.addWidget(self.body)
+        self.pages.addWidget(self.compare_view)
+        outer = QSplitter(Qt.Orientation.Horizontal)
+        outer.addWidget(self.strip)
+        outer.addWidget(self.pages)
+        outer.setStretchFactor(1, 1)
+        outer.setSizes([140, 1260])
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.banner)
         layout.addWidget(self.errors)
-        layout.addWidget(self.body, 1)
+        layout.addWidget(outer, 1)
         self.setCentralWidget(central)
 
     def _build_menus(self) -> None:
         files = self.menuBar().addMenu("&File")
         self._action(files, "&Open images…", self.open_images, QKeySequence.StandardKey.Open)
         self._action(files, "&Paste image", self.paste, QKeySequence.StandardKey.Paste)
-        self._action(files, "Load &weights…", self.load_weights)
+        self.weights_action = self._action(files, "Load &weights…", self.load_weights)
         files.addSeparator()
         export = files.addMenu("&Export")
         self.export_actions = {}
-        keys = {"grid": "Ctrl+E", "grids": "Ctrl+Shift+E"}
         for what, text in EXPORTS.items():
+            if what == "comparison":
+                export.addSeparator()
             action = self._action(export, text, lambda _=False, what=what: self.export(what))
-            if what in keys:
-                action.setShortcut(QKeySequence(keys[what]))
+            if what in EXPORT_KEYS:  # a key used twice is only ever enabled once
+                action.setShortcut(QKeySequence(EXPORT_KEYS[what]))
             self.export_actions[what] = action
         files.addSeparator()
         self._action(files, "&Quit", self.close, "Ctrl+Q")
         view = self.menuBar().addMenu("&View")
         for action in self.controls.stage_actions.values():
             view.addAction(action)
+        view.addSeparator()
+        self.compare_action = self._action(view, "&Compare VGG16 | ResNet101", self.set_compare)
+        self.compare_action.setCheckable(True)
+        self.compare_action.setShortcut(QKeySequence("Ctrl+K"))
+        self.compare_action.setIconText("Compare")
+        self.compare_action.setToolTip(
+            "VGG16 and ResNet101 side by side on the same image and stage (Ctrl+K)"
+        )
+        self.findChild(QToolBar, "networkToolbar").addAction(self.compare_action)
         bar = self.addToolBar("Export")
         bar.setObjectName("exportToolbar")
         bar.addWidget(QLabel(" Export "))
@@ -292,6 +342,26 @@ class MainWindow(QMainWindow):
         self._request_model()
         self._request_view()
 
+    def set_compare(self, on: bool) -> None:
+        """Show VGG16 and ResNet101 side by side (``on``), or the one network chosen."""
+        on, changed = bool(on), bool(on) != self.compare
+        self.compare = on
+        self.compare_action.setChecked(on)
+        self.pages.setCurrentWidget(self.compare_view if on else self.body)
+        self.controls.model.setEnabled(not on)
+        self.controls.model.setToolTip("Compare mode shows both networks" if on else "Network")
+        self.weights_action.setEnabled(not on)
+        for what, action in self.export_actions.items():
+            action.setVisible(what.startswith("comparison") == on)
+        self._update_title()
+        if not changed:
+            return
+        self.settings.setValue("compare", on)
+        if on and self.current is not None and not self.compare_view.complete(self.current):
+            for side in range(len(COMPARED)):
+                self.compare_view.waiting(side, "analysing…")
+        self._request_view()
+
     def set_options(self, **changes: object) -> None:
         """Change how the analysis is shown (stage, colormap, order, class, …)."""
         options = dataclasses.replace(self.options, **changes)
@@ -340,6 +410,9 @@ class MainWindow(QMainWindow):
 
     def export(self, what: str) -> None:
         """Ask where, then write ``what`` (see `jobs.Session.export`) of the view on screen."""
+        if what.startswith("comparison"):
+            self._export_comparison(what)
+            return
         if self.data is None:
             self.show_error("Nothing to export yet: add an image first.")
             return
@@ -353,18 +426,42 @@ class MainWindow(QMainWindow):
         self._send("export", lambda session: session.export(spec, picture, options, what, path),
                    latest_wins=False, context=what)  # fmt: skip
 
+    def _export_comparison(self, what: str) -> None:
+        if self.current is None or not self.compare_view.complete(self.current):
+            self.show_error("Nothing to compare yet: wait for both networks' analyses.")
+            return
+        shown = self.compare_view.panes[0].data
+        stem = Path(self.pictures[shown.picture].name).stem
+        suffix = "timings.csv" if what == "comparison_timings" else f"{shown.options.stage}.png"
+        path = self.ask_export_path(what, f"{stem}_compare_{suffix}")
+        if not path:
+            return
+        self._remember_folder(str(Path(path).parent))
+        specs, lead = self._compare_specs(), self._lead()
+        picture = self.pictures[shown.picture]
+        options = dataclasses.replace(shown.options, opacity=self.options.opacity)
+        self._send(
+            "export",
+            lambda session: session.export_comparison(
+                specs, picture, options, what, path, lead=lead
+            ),
+            latest_wins=False,
+            context=what,
+        )
+
     def ask_export_path(self, what: str, name: str) -> str:
         """The file (or, for all grids, the folder) to export to; empty when cancelled."""
         if what == "grids":
             return QFileDialog.getExistingDirectory(
                 self, "Export all five grids to", self._folder()
             )
-        kind = "CSV (*.csv)" if what == "timings" else "PNG image (*.png)"
+        table = what.endswith("timings")
+        kind = "CSV (*.csv)" if table else "PNG image (*.png)"
         path, _ = QFileDialog.getSaveFileName(
             self, EXPORTS[what], str(Path(self._folder()) / name), kind
         )
         if path and not Path(path).suffix:
-            path += ".csv" if what == "timings" else ".png"
+            path += ".csv" if table else ".png"
         return path
 
     def idle(self) -> bool:
@@ -393,7 +490,28 @@ class MainWindow(QMainWindow):
             return
         spec, picture, options = self.spec, self.pictures[self.current], self.options
         self._view_failed = False
-        self._send("view", lambda session: session.view(spec, picture, options), context=spec)
+        if not self.compare:
+            self._send("view", lambda session: session.view(spec, picture, options), context=spec)
+            return
+        # The lead network first: the other explains its top-1 class, so needs its analysis.
+        lead = self._lead()
+        for spec in sorted(self._compare_specs(), key=lambda spec: spec != lead):
+            self._send(
+                f"view:{spec.model}",
+                lambda session, spec=spec: session.view(spec, picture, options, lead),
+                context=spec,
+            )
+
+    def _compare_specs(self) -> tuple[ModelSpec, ...]:
+        """The networks compared: named weights as for the network alone (a weights file fits
+        one network only: ImageNet instead), on its device."""
+        weights = self.spec.weights if _is_named(self.spec.weights) else "imagenet"
+        return tuple(ModelSpec(model, weights, self.spec.device) for model in COMPARED)
+
+    def _lead(self) -> ModelSpec:
+        """The network of the pair whose top-1 class both explain: the one chosen alone."""
+        specs = self._compare_specs()
+        return next((spec for spec in specs if spec.model == self.spec.model), specs[0])
 
     def _replied(self, reply: Reply) -> None:
         self._waiting -= 1
@@ -404,6 +522,11 @@ class MainWindow(QMainWindow):
             return  # a newer request of the same kind is on its way: latest wins
         if reply.kind in ("model", "view") and reply.context != self.spec:
             return  # for a network no longer in use
+        compared = reply.kind.startswith("view:")
+        if (reply.kind == "view" and self.compare) or (
+            compared and (not self.compare or reply.context not in self._compare_specs())
+        ):
+            return  # for the other mode, or a pair no longer compared
         if reply.kind == "load" and reply.error is not None:
             self._load_failed(reply.context[0])
         if reply.error is not None:
@@ -416,13 +539,18 @@ class MainWindow(QMainWindow):
             self._model_ready(reply.value)
         elif reply.kind == "view":
             self._show(reply.value)
+        elif compared:
+            self._show_side(reply.value)
         elif reply.kind == "export":
             self._exported(reply.value)
 
     def _failed(self, reply: Reply) -> None:
         self.show_error(reply.error)
-        if reply.kind == "view":
+        if reply.kind.startswith("view"):
             self._view_failed = True  # selecting the image again retries
+        if reply.kind.startswith("view:"):
+            side = COMPARED.index(reply.context.model)
+            self.compare_view.waiting(side, f"failed: {reply.error}")
         if reply.kind not in ("model", "view") or self._good_spec == self.spec:
             return
         # The network asked for could not be had: go back to the last one that worked or,
@@ -452,7 +580,10 @@ class MainWindow(QMainWindow):
         self._good_spec = info.spec
         self.device_label.setText(f"Device: {info.device}")
         self.weights_label.setText(f"Weights: {info.weights}")
-        banner = "\n".join(text for text in (notice, info.banner) if text)
+        self._show_banner(notice, info.banner)
+
+    def _show_banner(self, *texts: str | None) -> None:
+        banner = "\n".join(dict.fromkeys(text for text in texts if text))
         if banner != self._banner_text:  # a banner the user closed stays closed
             self._banner_text = banner
             if banner:
@@ -485,6 +616,25 @@ class MainWindow(QMainWindow):
         )
         self.view_shown.emit()
 
+    def _show_side(self, data: ViewData) -> None:
+        if data.picture != self.current:
+            return
+        self.compare_view.show_side(COMPARED.index(data.model.spec.model), data)
+        shown = [pane.data for pane in self.compare_view.panes if pane.data is not None]
+        self._show_banner(*(d.notice for d in shown), untrained_banner([d.model for d in shown]))
+        self.device_label.setText(f"Device: {data.device}")
+        weights = dict.fromkeys(f"{d.model.spec.label} {d.model.weights}" for d in shown)
+        self.weights_label.setText("Weights: " + " · ".join(weights))
+        if not self.compare_view.complete(self.current):
+            return
+        tops = " · ".join(
+            f"{d.model.spec.label} {d.topk[0][1]} ({d.topk[0][2] * 100:.1f} %) in "
+            f"{d.total_ms:.0f} ms"
+            for d in shown
+        )
+        self.statusBar().showMessage(f"{self.pictures[data.picture].name}: {tops}", 10000)
+        self.view_shown.emit()
+
     def _exported(self, paths: list[Path]) -> None:
         where = paths[0].parent if paths else ""
         self.statusBar().showMessage(
@@ -509,6 +659,11 @@ class MainWindow(QMainWindow):
 
     def _opacity_changed(self, opacity: float) -> None:
         self.options = dataclasses.replace(self.options, opacity=opacity)
+        for controls in (self.cam.controls, self.compare_view.controls):  # both show it
+            with QSignalBlocker(controls.opacity):
+                controls.opacity.setValue(round(opacity * 100))
+        self.cam.view.set_opacity(opacity)
+        self.compare_view.set_opacity(opacity)
 
     # Drops, settings, closing
 
@@ -576,7 +731,9 @@ class MainWindow(QMainWindow):
         parts = ["fmviz"]
         if self.current is not None:
             parts.append(self.pictures[self.current].name)
-        parts.append(self.spec.label)
+        parts.append(
+            " vs ".join(MODEL_LABELS[m] for m in COMPARED) if self.compare else self.spec.label
+        )
         self.setWindowTitle(" — ".join(parts))
 
     def _about(self) -> None:

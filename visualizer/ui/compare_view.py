@@ -1,0 +1,199 @@
+"""Compare mode: VGG16 and ResNet101 side by side on one image, linked.
+
+Both panes show the same stage, order, colormap and scale, and Grad-CAMs of the same class
+(the window sends both the same options); the grids' zoom and pan can be linked too. Below
+them the comparison strip puts the stages of both networks side by side.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from visualizer.ui.cam_panel import CamControls, CamView, Predictions, escaped
+from visualizer.ui.comparison_strip import ComparisonStrip
+from visualizer.ui.grid_view import GridView
+from visualizer.ui.jobs import MODEL_LABELS, ViewData
+
+COMPARED = ("vgg16", "resnet101")  # left, right
+
+
+class ComparePane(QWidget):
+    """One network's half: its stage grid, its Grad-CAM and its top-5."""
+
+    def __init__(self, label: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = label
+        self.data: ViewData | None = None
+        self.title = QLabel(f"<b>{label}</b>")
+        self.title.setObjectName("panelTitle")
+        self.grid = GridView()
+        self.cam = CamView(minimum=180, method_line=False)
+        self.predictions = Predictions()
+        self.predictions.setMinimumWidth(180)
+        below = QWidget()
+        row = QHBoxLayout(below)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.cam, 1)
+        row.addWidget(self.predictions, 1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.grid)
+        split.addWidget(below)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 0, 2, 0)
+        layout.addWidget(self.title)
+        layout.addWidget(split, 1)
+
+    def show_data(self, data: ViewData) -> None:
+        self.data = data
+        channels, height, width = data.activation.shape
+        shown = len(data.grid.layout.order)
+        self.title.setText(
+            f"<b>{self.label}</b> · {data.options.stage}: "
+            f"{shown if shown < channels else 'all'} of {channels} channels, "
+            f"{height}×{width} each · top-1 {escaped(data.topk[0][1])} "
+            f"({data.topk[0][2] * 100:.1f} %)"
+        )
+        self.grid.show_data(data)
+        self.cam.show_data(data)
+        self.predictions.show_data(data)
+
+    def waiting(self, text: str) -> None:
+        """Say what the pane waits for (its analysis, or why it failed)."""
+        self.data = None
+        self.title.setText(f"<b>{self.label}</b> · {escaped(text)}")
+
+
+class CompareView(QWidget):
+    """Both panes, the shared Grad-CAM controls, the note when they disagree, the strip."""
+
+    target_chosen = Signal(object)
+    colormap_chosen = Signal(str)
+    stage_chosen = Signal(str)
+    opacity_changed = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        labels = tuple(MODEL_LABELS[model] for model in COMPARED)
+        self.controls = CamControls(in_a_row=True)
+        self.link = QCheckBox("Link zoom")
+        self.link.setChecked(True)
+        self.link.setToolTip("Zoom and pan both grids together (to the same part of each)")
+        self.note = QLabel("")
+        self.note.setObjectName("note")
+        self.note.setWordWrap(True)
+        self.note.setTextFormat(Qt.TextFormat.RichText)
+        self.panes = [ComparePane(label) for label in labels]
+        self.strip = ComparisonStrip(labels)
+        self._syncing = False
+        for index, pane in enumerate(self.panes):
+            pane.predictions.target_chosen.connect(self.target_chosen)
+            pane.grid.box.sigRangeChanged.connect(lambda *_, i=index: self._zoomed(i))
+        self.controls.target_chosen.connect(self.target_chosen)
+        self.controls.colormap_chosen.connect(self.colormap_chosen)
+        self.controls.stage_chosen.connect(self.stage_chosen)
+        self.controls.opacity_changed.connect(self._opacity_moved)
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 4, 0)
+        bar.addWidget(self.controls, 1)
+        bar.addWidget(self.link)
+        sides = QSplitter(Qt.Orientation.Horizontal)
+        for pane in self.panes:
+            sides.addWidget(pane)
+        top = QWidget()
+        column = QVBoxLayout(top)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addLayout(bar)
+        column.addWidget(self.note)
+        column.addWidget(sides, 1)
+        self.body = QSplitter(Qt.Orientation.Vertical)
+        self.body.addWidget(top)
+        self.body.addWidget(self.strip)
+        self.body.setStretchFactor(0, 3)
+        self.body.setStretchFactor(1, 1)
+        self.body.setSizes([580, 236])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.body)
+
+    def show_side(self, side: int, data: ViewData) -> None:
+        """Show network ``side`` (0: VGG16, 1: ResNet101)."""
+        self.panes[side].show_data(data)
+        self.controls.show_data(data)
+        self.strip.show_side(side, data)
+        self._update_note()
+
+    def waiting(self, side: int, text: str) -> None:
+        """Network ``side`` has nothing to show yet (or failed): say so."""
+        self.panes[side].waiting(text)
+        self.strip.show_side(side, None)
+        self._update_note()
+
+    def set_opacity(self, opacity: float) -> None:
+        for pane in self.panes:
+            pane.cam.set_opacity(opacity)
+
+    def complete(self, picture: int) -> bool:
+        """True when both panes show ``picture`` with the same options."""
+        shown = [pane.data for pane in self.panes]
+        return all(data is not None and data.picture == picture for data in shown) and (
+            shown[0].options == shown[1].options
+        )
+
+    def _update_note(self) -> None:
+        shown = [pane.data for pane in self.panes]
+        if any(data is None for data in shown) or shown[0].picture != shown[1].picture:
+            self.note.setText("")
+            self.note.setVisible(False)
+            return
+        tops = [data.topk[0] for data in shown]
+        target = f"<b>{shown[0].target} {escaped(shown[0].target_label)}</b>"
+        if tops[0][0] == tops[1][0]:
+            text = f"Both networks rank <b>{escaped(tops[0][1])}</b> first. "
+        else:
+            each = "; ".join(
+                f"{pane.label}: {index} {escaped(label)} ({p * 100:.1f} %)"
+                for pane, (index, label, p) in zip(self.panes, tops, strict=True)
+            )
+            text = f"<b>The top-1 classes differ</b> ({each}). "
+        self.note.setText(f"{text}Both Grad-CAMs explain {target}; click a class to change it.")
+        self.note.setProperty("differ", tops[0][0] != tops[1][0])
+        self.note.style().polish(self.note)
+        self.note.setVisible(True)
+
+    def _opacity_moved(self, opacity: float) -> None:
+        self.set_opacity(opacity)
+        self.opacity_changed.emit(opacity)
+
+    def _zoomed(self, source: int) -> None:
+        """Zoom the other grid to the same fraction of its own extent."""
+        if self._syncing or not self.link.isChecked():
+            return
+        panes = self.panes
+        other = 1 - source
+        if panes[source].data is None or panes[other].data is None:
+            return
+        (x0, x1), (y0, y1) = panes[source].grid.box.viewRange()
+        height, width = panes[source].data.grid.indices.shape
+        other_height, other_width = panes[other].data.grid.indices.shape
+        sx, sy = other_width / width, other_height / height
+        self._syncing = True
+        try:
+            panes[other].grid.box.setRange(
+                xRange=(x0 * sx, x1 * sx), yRange=(y0 * sy, y1 * sy), padding=0
+            )
+        finally:
+            self._syncing = False
