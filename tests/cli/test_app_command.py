@@ -26,7 +26,16 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict]]:
 def test_no_command_opens_the_window_with_the_last_used_network(opened) -> None:
     assert main([]) == 0
     assert opened == [
-        ([], {"model": None, "weights": "imagenet", "device": None, "screenshot": None})
+        (
+            [],
+            {
+                "model": None,
+                "weights": "imagenet",
+                "device": None,
+                "screenshot": None,
+                "compare": None,  # as the window was last closed
+            },
+        )
     ]
 
 
@@ -37,9 +46,41 @@ def test_images_and_options_reach_the_window(opened, tmp_path: Path) -> None:
     assert opened == [
         (
             ["a.jpg", "photos"],
-            {"model": "vgg16", "weights": "random", "device": "cpu", "screenshot": str(shot)},
+            {
+                "model": "vgg16",
+                "weights": "random",
+                "device": "cpu",
+                "screenshot": str(shot),
+                "compare": None,
+            },
         )
     ]
+
+
+def test_compare_opens_compare_mode(opened) -> None:
+    assert main(["a.jpg", "--compare", "--weights", "random"]) == 0
+    assert opened == [
+        (
+            ["a.jpg"],
+            {
+                "model": None,
+                "weights": "random",
+                "device": None,
+                "screenshot": None,
+                "compare": True,
+            },
+        )
+    ]
+
+
+def test_compare_with_a_weights_file_is_bad_usage(
+    opened, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["a.jpg", "--compare", "--weights", "vgg16.pth"])
+    assert exit_info.value.code == 2
+    assert "--compare builds both networks" in capsys.readouterr().err
+    assert opened == []
 
 
 @pytest.mark.parametrize(
@@ -66,7 +107,7 @@ def test_help_names_the_window_and_the_commands(capsys: pytest.CaptureFixture[st
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "usage: fmviz [IMAGE ...] [options]" in out
+    assert "usage: fmviz [IMAGE ...] [--compare] [options]" in out
     for command in ("info", "export", "bench"):
         assert f"  {command}  " in out
     assert "--screenshot PATH" in out

@@ -85,13 +85,17 @@ def test_closing_does_not_wait_for_a_long_job(qtbot) -> None:
     qtbot.waitUntil(lambda: not [t for t in threading.enumerate() if t.name.startswith("fmviz-")])
 
 
-def test_the_session_keeps_two_networks_at_most() -> None:
+def test_the_session_keeps_three_networks_at_most() -> None:
+    """The pair compared and the network used alone before it; the least recently used goes."""
     session = Session()
-    for spec in (
+    specs = [
         ModelSpec("resnet101", "random", "cpu"),
         ModelSpec("vgg16", "random", "cpu"),
         ModelSpec("resnet101", "random", "auto"),
-    ):
+        ModelSpec("vgg16", "random", "auto"),
+    ]
+    for spec in specs[:3]:
         session.model(spec)
-    kept = list(session._analyzers)
-    assert kept == [ModelSpec("vgg16", "random", "cpu"), ModelSpec("resnet101", "random", "auto")]
+    session.model(specs[0])  # used again: now the most recent
+    session.model(specs[3])
+    assert list(session._analyzers) == [specs[2], specs[0], specs[3]]
