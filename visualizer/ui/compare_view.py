@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from visualizer.ui.cam_panel import CamControls, CamView, Predictions, escaped
 from visualizer.ui.comparison_strip import ComparisonStrip
-from visualizer.ui.grid_view import GridView
+from visualizer.ui.grid_view import HOVER_HINT, GridView
 from visualizer.ui.jobs import MODEL_LABELS, ViewData
 
 COMPARED = ("vgg16", "resnet101")  # left, right
@@ -34,18 +34,21 @@ class ComparePane(QWidget):
         self.data: ViewData | None = None
         self.title = QLabel(f"<b>{label}</b>")
         self.title.setObjectName("panelTitle")
-        self.grid = GridView()
+        self.grid = GridView(hint=HOVER_HINT)  # a click opens nothing here
         self.cam = CamView(minimum=180, method_line=False)
         self.predictions = Predictions()
         self.predictions.setMinimumWidth(180)
-        below = QWidget()
-        row = QHBoxLayout(below)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.cam, 1)
-        row.addWidget(self.predictions, 1)
-        split = QSplitter(Qt.Orientation.Vertical)
+        rows = 5 * (self.predictions.fontMetrics().height() + 2) + 8  # the top-5, no scrolling
+        self.predictions.setFixedHeight(rows)
+        self.predictions.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        beside = QWidget()  # the Grad-CAM over the top-5, to the right of the grid
+        column = QVBoxLayout(beside)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.cam, 1)
+        column.addWidget(self.predictions)
+        split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.grid)
-        split.addWidget(below)
+        split.addWidget(beside)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)

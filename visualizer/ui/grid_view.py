@@ -12,6 +12,7 @@ from visualizer.ui.jobs import ViewData
 
 HIGHLIGHT = "#ff3b30"
 HINT = "Hover over a tile for its channel and value; click it to see it large."
+HOVER_HINT = "Hover over a tile for its channel and value."
 
 
 class GridView(QWidget):
@@ -19,12 +20,11 @@ class GridView(QWidget):
 
     channel_clicked = Signal(int)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, hint: str = HINT) -> None:
         super().__init__(parent)
         self._data: ViewData | None = None
-        self.readout = QLabel(
-            "Hover over a tile for its channel and value; click it to see it large."
-        )
+        self._hint = hint
+        self.readout = QLabel(hint)
         self.readout.setObjectName("readout")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.plot = pg.GraphicsLayoutWidget()
@@ -93,7 +93,7 @@ class GridView(QWidget):
     def _left(self) -> None:
         """Nothing under the cursor: no highlight, and the readout says what to do."""
         self.highlight.setVisible(False)
-        self.readout.setText(HINT)
+        self.readout.setText(self._hint)
 
     def _clicked(self, event: object) -> None:
         if self._data is None or event.button() != Qt.MouseButton.LeftButton or event.double():

@@ -339,7 +339,8 @@ class MainWindow(QMainWindow):
         self.settings.setValue("device", spec.device)
         self._clear_channel()
         self._update_title()
-        self._request_model()
+        if not self.compare:  # compared networks load with their views
+            self._request_model()
         self._request_view()
 
     def set_compare(self, on: bool) -> None:
