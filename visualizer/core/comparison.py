@@ -27,7 +27,7 @@ from visualizer.core.export import (
     save_png,
     write_atomically,
 )
-from visualizer.core.render import SCALES, Grid, overlay, render_grid
+from visualizer.core.render import ORDERS, SCALES, Grid, overlay, render_grid
 from visualizer.core.stage_summary import StageRow, stage_rows
 
 MODEL_LABELS = {"vgg16": "VGG16", "resnet101": "ResNet101"}
@@ -165,11 +165,15 @@ def save_comparison(
         "stage": first.stage,
         "colormap": first.grid.colormap,
         "normalisation": SCALES[first.grid.scale],
-        "channel order": first.grid.order,
+        "channel order": ORDERS.get(first.grid.order, "as listed"),
         "gradcam stage": first.cam.stage,
         "target": f"{first.cam.target} {target_label}",
         "method": GRADCAM_METHOD,
     }
+    for side in sides:  # which channel each tile shows, when not in index order
+        order = side.grid.layout.order
+        if order != tuple(range(len(order))):
+            metadata[f"{side.label} channels"] = " ".join(map(str, order))
     picture = render_comparison(sides, target_label, options)
     return save_png(path, picture, metadata)
 
@@ -195,7 +199,7 @@ def save_comparison_timings(
         writer.writerow(cells)
     totals = ["total"]
     for own in rows:
-        totals += ["x".join(map(str, own[-1].shape)), f"{sum(r.ms for r in own):.4f}"]
+        totals += ["", f"{sum(r.ms for r in own):.4f}"]
         totals.append(str(sum(r.parameters for r in own)))
     writer.writerow(totals)
     return write_atomically(path, text.getvalue().encode())
