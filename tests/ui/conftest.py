@@ -148,8 +148,9 @@ WindowFactory = Callable[..., Any]
 def open_window(
     qtbot, settings_path: str, monkeypatch: pytest.MonkeyPatch, analyzer_of, _nothing_left_running
 ) -> Iterator[WindowFactory]:
-    """``open_window(paths, model=..., device=..., fresh=False, settings=None, wait=True)``: a
-    window made by ``create_window`` (random weights, the CPU unless ``device`` says otherwise),
+    """``open_window(paths, model=..., device=..., fresh=False, settings=None, wait=True,
+    compare=False)``: a window made by ``create_window`` (random weights, the CPU unless
+    ``device`` says otherwise; ``compare``: in compare mode, None: as the settings say),
     by default after its first complete view. ``fresh``: the window
     builds its own network (so do the test's later windows of that model). Every window is
     closed after the test, before the thread checks."""
@@ -175,12 +176,18 @@ def open_window(
         fresh: bool = False,
         settings: QSettings | None = None,
         wait: bool = True,
+        compare: bool | None = False,
     ):
         if fresh and model is not None:
             fresh_models.add(model)
         chosen = settings or QSettings(settings_path, QSettings.Format.IniFormat)
         window = create_window(
-            list(paths), model=model, weights="random", device=device, settings=chosen
+            list(paths),
+            model=model,
+            weights="random",
+            device=device,
+            settings=chosen,
+            compare=compare,
         )
         windows.append(window)
         if wait:

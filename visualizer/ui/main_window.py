@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.spec = spec
         self.compare = False  # compare mode: VGG16 and ResNet101 side by side
+        self._compare_pending: set[str] = set()  # networks whose latest view has not come
         self._good_spec: ModelSpec | None = None  # the last network that loaded
         self.options = self._saved_options()
         self.pictures: dict[int, Picture] = {}
@@ -428,7 +429,8 @@ class MainWindow(QMainWindow):
                    latest_wins=False, context=what)  # fmt: skip
 
     def _export_comparison(self, what: str) -> None:
-        if self.current is None or not self.compare_view.complete(self.current):
+        complete = self.current is not None and self.compare_view.complete(self.current)
+        if self._compare_pending or not complete:
             self.show_error("Nothing to compare yet: wait for both networks' analyses.")
             return
         shown = self.compare_view.panes[0].data
@@ -496,6 +498,7 @@ class MainWindow(QMainWindow):
             return
         # The lead network first: the other explains its top-1 class, so needs its analysis.
         lead = self._lead()
+        self._compare_pending = {spec.model for spec in self._compare_specs()}
         for spec in sorted(self._compare_specs(), key=lambda spec: spec != lead):
             self._send(
                 f"view:{spec.model}",
@@ -550,6 +553,7 @@ class MainWindow(QMainWindow):
         if reply.kind.startswith("view"):
             self._view_failed = True  # selecting the image again retries
         if reply.kind.startswith("view:"):
+            self._compare_pending.discard(reply.context.model)
             side = COMPARED.index(reply.context.model)
             self.compare_view.waiting(side, f"failed: {reply.error}")
         if reply.kind not in ("model", "view") or self._good_spec == self.spec:
@@ -620,14 +624,15 @@ class MainWindow(QMainWindow):
     def _show_side(self, data: ViewData) -> None:
         if data.picture != self.current:
             return
+        self._compare_pending.discard(data.model.spec.model)
         self.compare_view.show_side(COMPARED.index(data.model.spec.model), data)
         shown = [pane.data for pane in self.compare_view.panes if pane.data is not None]
         self._show_banner(*(d.notice for d in shown), untrained_banner([d.model for d in shown]))
         self.device_label.setText(f"Device: {data.device}")
         weights = dict.fromkeys(f"{d.model.spec.label} {d.model.weights}" for d in shown)
         self.weights_label.setText("Weights: " + " · ".join(weights))
-        if not self.compare_view.complete(self.current):
-            return
+        if self._compare_pending or not self.compare_view.complete(self.current):
+            return  # the other pane still shows an earlier request
         tops = " · ".join(
             f"{d.model.spec.label} {d.topk[0][1]} ({d.topk[0][2] * 100:.1f} %) in "
             f"{d.total_ms:.0f} ms"
@@ -677,6 +682,7 @@ class MainWindow(QMainWindow):
         event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        self.settings.setValue("compare", self.compare)
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("state", self.saveState())
         self.settings.sync()
