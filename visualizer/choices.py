@@ -6,8 +6,11 @@ networks load.
 
 from __future__ import annotations
 
-MODELS = ("vgg16", "resnet101")
+MODELS = ("vgg16", "resnet101")  # also the order of compare mode: left, right
+MODEL_LABELS = {"vgg16": "VGG16", "resnet101": "ResNet101"}
 STAGES = ("C1", "C2", "C3", "C4", "C5")
+HEAD = "head"  # the layers after C5: pooling and classifier
+GROUPS = (*STAGES, HEAD)  # what a network's layers are grouped into
 DEVICES = ("auto", "cpu", "cuda", "mps")
 COLORMAPS = ("viridis", "inferno", "magma", "plasma", "cividis", "turbo", "gray")
 SCALES = {

@@ -76,9 +76,9 @@ def _app_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--compare",
-        action="store_true",
-        default=None,
-        help="open in compare mode: VGG16 and ResNet101 side by side (default: as last closed)",
+        action=argparse.BooleanOptionalAction,
+        help="open in compare mode, VGG16 and ResNet101 side by side, or not (default: as the "
+        "window was last closed, unless --model, a weights file or --screenshot is given)",
     )
     parser.add_argument(
         "--screenshot",
@@ -162,8 +162,8 @@ def _parser() -> argparse.ArgumentParser:
         "--compare",
         action="store_true",
         help=(
-            "export both networks, their Grad-CAMs of one class (--target, else the top-1 of "
-            "--model), and their comparison: <stem>_compare_<stage>.png per stage and "
+            "export both networks, and their comparison: <stem>_compare_<stage>.png per stage "
+            "(both networks' Grad-CAMs of one class: --target, else the top-1 of --model) and "
             "<stem>_compare_timings.csv"
         ),
     )
@@ -176,9 +176,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", choices=MODEL_CHOICES, default=DEFAULT_MODEL)
     bench.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     bench.add_argument(
-        "--runs", type=_positive, default=10, metavar="N", help="timed runs (default 10)"
+        "--runs", type=_positive, metavar="N", help="timed runs (default 10; 3 with --startup)"
     )
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    bench.add_argument(
+        "--startup",
+        action="store_true",
+        help="launch the app RUNS times (default 3) instead: time to the window, to its first "
+        "view, and its event-loop stalls (P5–P7), against python -c 'import torch' and a "
+        "torchvision script",
+    )
     bench.set_defaults(run=_bench)
     return parser
 
@@ -305,19 +312,23 @@ def _export(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from models import WeightsError  # noqa: PLC0415
-    from visualizer.core.bench import TARGETS, WHAT, run_bench  # noqa: PLC0415
+    from visualizer.core.bench import run_bench  # noqa: PLC0415
     from visualizer.core.device import DeviceError  # noqa: PLC0415
 
-    progress = Progress(2 + args.runs, label=f"bench {args.model}")
+    if args.startup:
+        return _bench_startup(args)
+    runs = args.runs or 10
+    progress = Progress(2 + runs, label=f"bench {args.model}")
     try:
-        report = run_bench(args.model, args.device, args.runs, progress=progress.update)
-    except (DeviceError, WeightsError) as error:
+        report = run_bench(args.model, args.device, runs, progress=progress.update)
+    except (DeviceError, WeightsError, RuntimeError) as error:
         progress.close()
         _error(str(error))
         return 1
     progress.close()
+    results = report.as_json()
     if args.json:
-        print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+        print(json.dumps(results, indent=2, ensure_ascii=False))
         return 0
     total = sum(ms for _, _, ms in report.layers)
     print(f"{report.model} on {report.device}: medians of {report.runs} runs, 224×224, batch 1")
@@ -326,8 +337,56 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"{name:<28}{kind:<20}{ms:>9.3f}{ms / total:>8.1%}")
     print(f"{'all layers':<48}{total:>9.3f}")
     print()
-    for key, ratio in report.ratios.items():
-        verdict = "ok" if ratio <= TARGETS[key] else "over target"
-        print(f"{key:<4} {ratio:6.3f}× (target ≤ {TARGETS[key]:g}×, {verdict}): {WHAT[key]}")
+    _print_targets(results)
     print(f"     {report.photo_ratio:6.3f}× P1 counting the photo's preprocessing too")
+    if report.memory is not None:
+        memory = report.memory
+        print(
+            f"     P9: {memory.fmviz_mib:.0f} MiB against {memory.torchvision_mib:.0f} MiB "
+            f"({memory.measure})"
+        )
     return 0
+
+
+def _bench_startup(args: argparse.Namespace) -> int:
+    from visualizer.bench_startup import run_startup_bench  # noqa: PLC0415
+    from visualizer.core.bench import KEYS, STARTUP_KEYS, target_entries  # noqa: PLC0415
+
+    runs = args.runs or 3
+    progress = Progress(runs, label=f"bench --startup {args.model}")
+    try:
+        report = run_startup_bench(args.model, args.device, runs, progress=progress.update)
+    except RuntimeError as error:
+        progress.close()
+        _error(str(error))
+        return 1
+    progress.close()
+    elsewhere = {key: "measured by fmviz bench" for key in KEYS if key not in STARTUP_KEYS}
+    results = {
+        "model": report.model,
+        "device": report.device,
+        "runs": report.runs,
+        **target_entries(report.ratios, elsewhere),
+        "medians_ms": {key: round(ms, 1) for key, ms in report.medians_ms.items()},
+    }
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{report.model}, launched {report.runs} times (medians, ms):")
+    for name, ms in report.medians_ms.items():
+        print(f"  {name:<20}{ms:>9.0f}")
+    print()
+    _print_targets(results)
+    return 0
+
+
+def _print_targets(results: dict) -> None:
+    """One line per target measured: value, target, verdict, what."""
+    for key, entry in results.items():
+        if not key.startswith("P") or not isinstance(entry, dict) or entry["ratio"] is None:
+            continue
+        unit = entry["unit"]
+        value = f"{entry['ratio']:6.3f}×" if unit == "×" else f"{entry['ratio']:6.1f} ms"
+        target = f"{entry['target']:g}{'×' if unit == '×' else ' ms'}"
+        verdict = {True: "ok", False: "over target", None: entry.get("note", "not judged")}
+        print(f"{key:<4} {value} (target ≤ {target}, {verdict[entry['ok']]}): {entry['what']}")

@@ -13,7 +13,7 @@ from models import MODEL_NAMES, WeightsError
 from models.weights import PATH_SHOWN, shown
 from visualizer.cli_progress import Progress
 from visualizer.core import AnalysisResult, Analyzer, DeviceError, ImageLoadError, load_image
-from visualizer.core.comparison import cam_stages, export_comparison, shared_target
+from visualizer.core.comparison import export_comparison, shared_target
 from visualizer.core.export import ExportOptions, export_result
 
 
@@ -75,8 +75,8 @@ def _export_one(
 ) -> int | str:
     """The number of files written for ``path``, or why it failed (``"<file>: <reason>"``).
 
-    With two networks, both explain one class (``options.target``, else the top-1 of
-    ``analyzers[lead]``) and their comparison is written too.
+    With two networks, their comparison is written too: its Grad-CAMs explain one class
+    (``options.target``, else the top-1 of ``analyzers[lead]``).
     """
     name = shown(path, PATH_SHOWN)
     try:
@@ -103,17 +103,19 @@ def _write(
     *,
     lead: int,
 ) -> int:
-    """Write every file of one image; the number written."""
+    """Write every file of one image; the number written.
+
+    Each network's own files explain its own top-1 class unless ``--target`` names one, as
+    without ``--compare``; the comparison explains one class for both.
+    """
+    written = sum(
+        len(export_result(analyzer, result, out, stem, options))
+        for analyzer, result in zip(analyzers, results, strict=True)
+    )
     if len(analyzers) == 1:
-        return len(export_result(analyzers[0], results[0], out, stem, options))
-    options = dataclasses.replace(options, target=shared_target(results, options.target, lead))
-    wanted = cam_stages(options, options.stages)
-    written = 0
-    cams = []
-    for analyzer, result in zip(analyzers, results, strict=True):
-        cams.append(analyzer.gradcams(result, wanted, options.target))
-        written += len(export_result(analyzer, result, out, stem, options, cams=cams[-1]))
-    return written + len(export_comparison(analyzers, results, out, stem, options, cams=cams))
+        return written
+    shared = dataclasses.replace(options, target=shared_target(results, options.target, lead))
+    return written + len(export_comparison(analyzers, results, out, stem, shared))
 
 
 def _unwritable(folder: Path) -> str | None:

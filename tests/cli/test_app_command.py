@@ -73,6 +73,11 @@ def test_compare_opens_compare_mode(opened) -> None:
     ]
 
 
+def test_no_compare_opens_the_network_alone(opened) -> None:
+    assert main(["a.jpg", "--no-compare"]) == 0
+    assert opened[0][1]["compare"] is False
+
+
 def test_compare_with_a_weights_file_is_bad_usage(
     opened, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,8 +23,11 @@ from visualizer.core import bench
 from visualizer.core.bench import BenchReport
 from visualizer.core.timing import leaf_modules
 
-RATIOS = ("P1", "P2", "P3", "P3b", "P4", "P4b")
-DESIGN_TARGETS = {"P1": 1.10, "P2": 1.05, "P3": 0.6, "P3b": 0.3, "P4": 0.10, "P4b": 1.5}
+RATIOS = ("P1", "P2", "P3", "P3b", "P4", "P4b", "P9")
+DESIGN_TARGETS = {
+    "P1": 1.10, "P2": 1.05, "P3": 0.6, "P3b": 0.3, "P4": 0.10, "P4b": 1.5, "P9": 1.3,
+}  # fmt: skip
+EVERY_TARGET = {**DESIGN_TARGETS, "P5": 0.5, "P6": 1.3, "P7": 50.0, "P8": 30.0}
 
 
 class BenchRun(NamedTuple):
@@ -87,6 +90,36 @@ def test_there_are_exactly_the_design_ratios(results: dict[str, Any]) -> None:
     assert results["targets"] == DESIGN_TARGETS
     assert set(results["met"]) == set(RATIOS)
     assert all(isinstance(met, bool) for met in results["met"].values())
+
+
+def test_every_design_target_has_its_entry(results: dict[str, Any], device: str) -> None:
+    """Keys P1 … P9, each with ratio, target and ok; what is measured elsewhere says where."""
+    for key, target in EVERY_TARGET.items():
+        entry = results[key]
+        assert {"ratio", "target", "ok", "unit", "what"} <= set(entry), key
+        assert entry["target"] == target
+        if key in RATIOS:
+            assert entry["ratio"] == pytest.approx(results["ratios"][key], abs=1e-4)
+            assert entry["ok"] == (entry["ratio"] <= target)
+            assert entry["unit"] == "×"
+    for key in ("P5", "P6", "P7"):
+        assert results[key]["ratio"] is None
+        assert results[key]["ok"] is None
+        assert "--startup" in results[key]["note"]
+    p8 = results["P8"]
+    assert p8["unit"] == "ms"
+    assert p8["ratio"] == pytest.approx(results["medians_ms"]["image to five grids"], rel=1e-3)
+    assert p8["ratio"] > 0
+    if device == "cpu":  # a GPU target: shown, not judged
+        assert p8["ok"] is None
+        assert "GPU" in p8["note"]
+
+
+def test_p9_is_the_peak_memory_of_fmviz_over_torchvisions(results: dict[str, Any]) -> None:
+    memory = results["memory_mib"]
+    assert memory["fmviz"] > 100
+    assert memory["torchvision"] > 100
+    assert results["P9"]["ratio"] == pytest.approx(memory["fmviz"] / memory["torchvision"], 1e-2)
 
 
 def test_the_ratios_follow_from_the_medians(results: dict[str, Any]) -> None:

@@ -148,12 +148,19 @@ def test_compare_writes_both_networks_and_the_comparison(vgg_lead: Exported) -> 
     assert files_in(vgg_lead.out) == expected  # nothing else: no .part left
 
 
-def test_every_grad_cam_explains_the_top1_of_model(vgg_lead: Exported, device: str) -> None:
+def test_the_comparison_explains_the_top1_of_model(vgg_lead: Exported, device: str) -> None:
+    """The comparison explains --model's top-1 for both; each network's own overlay keeps its
+    own top-1, as without --compare (DESIGN §4)."""
     for stem, image in vgg_lead.images.items():
         lead, other = top1("vgg16", image, device), top1("resnet101", image, device)
         assert lead != other, "pick another image: both random networks agree"
         found = targets_in(vgg_lead.out, stem, ("C1", "C5"))
-        assert set(found.values()) == {f"{lead} {label(lead, device)}"}, found
+        assert found == {
+            f"{stem}_vgg16_gradcam_C5.png": f"{lead} {label(lead, device)}",
+            f"{stem}_resnet101_gradcam_C5.png": f"{other} {label(other, device)}",
+            f"{stem}_compare_C1.png": f"{lead} {label(lead, device)}",
+            f"{stem}_compare_C5.png": f"{lead} {label(lead, device)}",
+        }
 
 
 def test_the_comparison_png_names_both_networks(vgg_lead: Exported) -> None:
@@ -162,7 +169,7 @@ def test_the_comparison_png_names_both_networks(vgg_lead: Exported) -> None:
             with Image.open(vgg_lead.out / f"{stem}_compare_{stage}.png") as picture:
                 assert picture.mode == "RGB"
                 text = dict(picture.text)
-            assert text["models"] == "VGG16 | ResNet101"
+            assert text["model"] == "VGG16 | ResNet101"
             assert text["stage"] == stage
             assert text["gradcam stage"] == "C5"
             assert text["source"] == str(image)
@@ -197,7 +204,11 @@ def test_by_default_resnet101s_top1_is_explained(tmp_path: Path, device: str) ->
     lead, other = top1("resnet101", image, device), top1("vgg16", image, device)
     assert lead != other, "pick another image: both random networks agree"
     found = targets_in(out, "cat", ("C5",))
-    assert set(found.values()) == {f"{lead} {label(lead, device)}"}, found
+    assert found == {
+        "cat_vgg16_gradcam_C5.png": f"{other} {label(other, device)}",
+        "cat_resnet101_gradcam_C5.png": f"{lead} {label(lead, device)}",
+        "cat_compare_C5.png": f"{lead} {label(lead, device)}",
+    }
 
 
 # --- --target ------------------------------------------------------------------------------------

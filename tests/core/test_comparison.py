@@ -296,7 +296,7 @@ def test_png_metadata(exported, analyzers, results, tops, stage: str) -> None:
         assert picture.format == "PNG"
         text = dict(picture.text)
     target = tops[0]  # lead 0: VGG16's top-1
-    assert text["models"] == "VGG16 | ResNet101"
+    assert text["model"] == "VGG16 | ResNet101"
     assert text["stage"] == stage
     assert text["target"] == f"{target} {analyzers[0].categories[target]}"
     assert text["target"] == f"{target} {analyzers[1].categories[target]}"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from PySide6.QtCore import QSettings, Qt
 
@@ -510,8 +511,8 @@ def expect_comparison_picture(path: Path, reference, stage: str, folder: Path) -
         text, pixels = dict(image.text), np.asarray(image.convert("RGB"))
         expected_text, expected_pixels = dict(core.text), np.asarray(core.convert("RGB"))
     assert text == expected_text
-    assert {key: text[key] for key in ("models", "stage", "gradcam stage", "target")} == {
-        "models": "VGG16 | ResNet101",
+    assert {key: text[key] for key in ("model", "stage", "gradcam stage", "target")} == {
+        "model": "VGG16 | ResNet101",
         "stage": stage,
         "gradcam stage": "C5",
         "target": f"{target} {label}",
@@ -614,8 +615,12 @@ def test_the_mode_switches_back_and_forth_and_is_remembered(
     shown_after(first, lambda: first.set_options(colormap="magma"))
     first.close()
 
+    # Named on the command line, a network opens alone, whatever the last session did.
+    alone = open_window([CHELSEA], compare=None, model="vgg16")
+    assert not alone.compare  # (left open: closing it would save its mode)
+
     # Reopened as it was closed: compare mode, with the colormap chosen.
-    second = open_window([CHELSEA], compare=None)
+    second = open_window([CHELSEA], compare=None, model=None)
     assert second.compare
     assert second.compare_action.isChecked()
     target = reference.result(CHELSEA).topk[0][0]
@@ -660,6 +665,21 @@ def test_the_mode_switches_back_and_forth_and_is_remembered(
 # Failures
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_an_unavailable_device_goes_back_to_the_one_that_worked(open_window, shown_after) -> None:
+    window = open_window([CHELSEA], compare=True)
+    errors: list[str] = []
+    window.error_shown.connect(errors.append)
+    shown_after(window, lambda: window.set_spec(device="cuda"))
+    assert window.spec.device == "cpu"
+    assert window.controls.device.currentData() == "cpu"
+    # Both networks fail alike: one line, naming the network and why.
+    assert len(errors) == 1, errors
+    assert errors[0].split(": ", 1)[0] in ("VGG16", "ResNet101")
+    assert "CUDA" in errors[0]
+    assert all(pane.data is not None and not pane.failed for pane in window.compare_view.panes)
+
+
 def test_a_failure_on_one_side_leaves_the_other_shown(
     open_window, reference, shown_after, qtbot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -698,7 +718,7 @@ def test_a_failure_on_one_side_leaves_the_other_shown(
     monkeypatch.setattr(window, "ask_export_path", lambda what, name: asked.append(what) or "")
     window.export("comparison")
     assert asked == []
-    assert window.errors.messages[-1].startswith("Nothing to compare yet")
+    assert window.errors.messages[-1] == "Nothing to compare: the analysis of VGG16 failed."
 
     # Chosen again, the picture is tried again, and now both show.
     monkeypatch.setattr(jobs.Session, "view", original)

@@ -16,11 +16,11 @@ from PIL import Image
 
 from models import stage_module_names
 from models.weights import imagenet_checkpoint_path
+from visualizer.choices import HEAD
 from visualizer.core import Analyzer
 from visualizer.core.render import render_grid
 from visualizer.core.stage_summary import layer_stages
 from visualizer.ui.jobs import (
-    HEAD,
     ModelSpec,
     Session,
     ViewOptions,

@@ -71,6 +71,36 @@ def test_overtaken_requests_are_skipped_and_only_the_latest_is_current(worker, q
     assert worker.is_current(latest)
 
 
+def test_cancel_drops_what_is_queued_of_those_kinds_only(worker, qtbot) -> None:
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def job(name: str, block: bool = False):
+        def run(_session) -> str:
+            ran.append(name)
+            if block:
+                started.set()
+                assert release.wait(WAIT_S)
+            return name
+
+        return run
+
+    running = worker.submit("view:vgg16", job("running", block=True))
+    assert started.wait(WAIT_S)
+    queued = worker.submit("view:resnet101", job("queued"))
+    kept = worker.submit("view", job("kept"))
+    worker.cancel("view:vgg16", "view:resnet101")
+    release.set()
+    qtbot.waitUntil(lambda: len(worker.replies) == 3)
+
+    assert ran == ["running", "kept"]
+    by_generation = {reply.generation: reply for reply in worker.replies}
+    assert not worker.is_current(by_generation[running])  # it ran, but its reply is stale
+    assert by_generation[queued].skipped
+    assert worker.is_current(by_generation[kept])
+    assert by_generation[kept].value == "kept"
+
+
 def test_kinds_and_lanes_do_not_overtake_each_other(worker, qtbot) -> None:
     release = threading.Event()
     worker.submit("model", lambda _s: release.wait(WAIT_S) and "network")

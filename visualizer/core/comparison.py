@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from models import STAGE_NAMES
 from visualizer import __version__
+from visualizer.choices import MODEL_LABELS
 from visualizer.core.analysis import AnalysisResult, Analyzer
 from visualizer.core.attribution import GradCam
 from visualizer.core.export import (
@@ -30,7 +31,6 @@ from visualizer.core.export import (
 from visualizer.core.render import ORDERS, SCALES, Grid, overlay, render_grid
 from visualizer.core.stage_summary import StageRow, stage_rows
 
-MODEL_LABELS = {"vgg16": "VGG16", "resnet101": "ResNet101"}
 COLUMN = 880  # pixels: each network's grid fits a COLUMN × COLUMN box
 MARGIN, GAP = 28, 36
 OVERLAY = 360
@@ -157,7 +157,7 @@ def save_comparison(
     first = sides[0]
     metadata = {
         "software": f"fmviz {__version__}",
-        "models": " | ".join(side.label for side in sides),
+        "model": " | ".join(side.label for side in sides),
         "weights": " | ".join(side.result.weights for side in sides),
         "source": first.result.source,
         "preprocessing": " | ".join(side.result.preprocessing for side in sides),

@@ -9,10 +9,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from models import STAGE_NAMES, stage_module_names
+from visualizer.choices import GROUPS, HEAD
 from visualizer.core.analysis import AnalysisResult
-
-HEAD = "head"  # the layers after C5: pooling and classifier
-GROUPS: tuple[str, ...] = (*STAGE_NAMES, HEAD)
 
 
 @dataclass(frozen=True)
@@ -57,10 +55,13 @@ def stage_parameters(model: nn.Module) -> dict[str, int]:
     return counts
 
 
-def stage_rows(model: nn.Module, result: AnalysisResult) -> tuple[StageRow, ...]:
+def stage_rows(
+    model: nn.Module, result: AnalysisResult, parameters: dict[str, int] | None = None
+) -> tuple[StageRow, ...]:
     """Shape, time and parameters of C1–C5 and the head of ``result`` (made by ``model``).
 
-    Times are zero when the analysis ran with per-layer timing off.
+    ``parameters``: ``stage_parameters(model)``, when already counted. Times are zero when
+    the analysis ran with per-layer timing off.
     """
     names = [name for name, _, _ in result.timings]
     milliseconds = dict.fromkeys(GROUPS, 0.0)
@@ -68,7 +69,7 @@ def stage_rows(model: nn.Module, result: AnalysisResult) -> tuple[StageRow, ...]
         result.timings, layer_stages(names, stage_module_names(model)), strict=True
     ):
         milliseconds[stage] += ms
-    parameters = stage_parameters(model)
+    parameters = parameters or stage_parameters(model)
     shapes = {stage: tuple(result.stages[stage].shape) for stage in STAGE_NAMES}
     shapes[HEAD] = tuple(result.logits.shape)
     return tuple(StageRow(g, shapes[g], milliseconds[g], parameters[g]) for g in GROUPS)

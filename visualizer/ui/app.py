@@ -46,7 +46,8 @@ def create_window(
 ) -> MainWindow:
     """The main window, shown, with the network loading and ``paths`` (or the samples) read.
 
-    ``compare``: open in compare mode (None: as it was last closed).
+    ``compare``: open in compare mode; None: as the window was last closed, unless a network
+    or a weights file is named (compare mode shows both networks, with named weights).
     """
     settings = settings if settings is not None else open_settings()
     saved_model = settings.value("model")
@@ -57,7 +58,8 @@ def create_window(
         device=device or (saved_device if saved_device in DEVICES else "auto"),
     )
     if compare is None:
-        compare = settings.value("compare") in (True, "true")
+        named = weights in ("imagenet", "random")
+        compare = settings.value("compare") in (True, "true") and model is None and named
     window = MainWindow(spec, settings, compare=compare)
     window.show()
     chosen = list(paths) or sample_images()
@@ -88,11 +90,17 @@ def run(
     app.setApplicationName("fmviz")
     app.setOrganizationName("fmviz")
     app.setStyle("Fusion")
+    if screenshot and compare is None:
+        compare = False  # a screenshot shows what the command line says, not the last session
     window = create_window(paths, model=model, weights=weights, device=device, compare=compare)
     previous_hook = sys.excepthook
     sys.excepthook = _reporting_to(window)
     # Kept in a name: Qt would drop the connections of a collected object.
     screenshooter = ScreenshotOnFirstView(window, screenshot) if screenshot else None
+    if os.environ.get("FMVIZ_STARTUP_REPORT"):  # fmviz bench --startup
+        from visualizer.ui.startup_report import StartupReport  # noqa: PLC0415
+
+        StartupReport(window, os.environ["FMVIZ_STARTUP_REPORT"])  # parented: kept alive
     try:
         return app.exec()
     finally:
@@ -139,6 +147,8 @@ class ScreenshotOnFirstView:
     def _replied(self, reply: Reply) -> None:
         if self.done:
             return
+        if not self.window.worker.is_current(reply):
+            return  # overtaken: its failure does not decide what the screenshot shows
         if reply.error is not None and reply.kind.startswith(("model", "view")):
             self._fail()  # the network or the analysis failed: there will be no view
         elif not self.window.pictures and self.window.idle():

@@ -161,6 +161,11 @@ class CamView(QWidget):
         self._opacity = opacity
         self.heat.setOpacity(opacity)
 
+    def clear(self) -> None:
+        self.picture.clear()
+        self.heat.clear()
+        self.title.setText("Grad-CAM")
+
 
 class Predictions(QListWidget):
     """The top-5 classes with their probabilities; a click asks for that class's Grad-CAM."""

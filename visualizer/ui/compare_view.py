@@ -17,12 +17,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from visualizer.choices import MODEL_LABELS, MODELS
 from visualizer.ui.cam_panel import CamControls, CamView, Predictions, escaped
 from visualizer.ui.comparison_strip import ComparisonStrip
 from visualizer.ui.grid_view import HOVER_HINT, GridView
-from visualizer.ui.jobs import MODEL_LABELS, ViewData
+from visualizer.ui.jobs import ViewData
 
-COMPARED = ("vgg16", "resnet101")  # left, right
+COMPARED = MODELS  # left, right
 
 
 class ComparePane(QWidget):
@@ -32,6 +33,7 @@ class ComparePane(QWidget):
         super().__init__(parent)
         self.label = label
         self.data: ViewData | None = None
+        self.failed = False  # its latest request failed
         self.title = QLabel(f"<b>{label}</b>")
         self.title.setObjectName("panelTitle")
         self.grid = GridView(hint=HOVER_HINT)  # a click opens nothing here
@@ -57,7 +59,7 @@ class ComparePane(QWidget):
         layout.addWidget(split, 1)
 
     def show_data(self, data: ViewData) -> None:
-        self.data = data
+        self.data, self.failed = data, False
         channels, height, width = data.activation.shape
         shown = len(data.grid.layout.order)
         self.title.setText(
@@ -70,10 +72,18 @@ class ComparePane(QWidget):
         self.cam.show_data(data)
         self.predictions.show_data(data)
 
-    def waiting(self, text: str) -> None:
-        """Say what the pane waits for (its analysis, or why it failed)."""
-        self.data = None
+    def waiting(self, text: str, *, failed: bool = False) -> None:
+        """Show nothing but what the pane waits for (its analysis), or why it failed."""
+        self.data, self.failed = None, failed
         self.title.setText(f"<b>{self.label}</b> · {escaped(text)}")
+        self.grid.clear()
+        self.cam.clear()
+        self.predictions.clear()
+
+    def updating(self) -> None:
+        """Say that what is shown is of an earlier image, until the new one comes."""
+        if self.data is not None and "updating" not in self.title.text():
+            self.title.setText(f"{self.title.text()} · <i>updating…</i>")
 
 
 class CompareView(QWidget):
@@ -139,11 +149,17 @@ class CompareView(QWidget):
         self.strip.show_side(side, data)
         self._update_note()
 
-    def waiting(self, side: int, text: str) -> None:
+    def waiting(self, side: int, text: str, *, failed: bool = False) -> None:
         """Network ``side`` has nothing to show yet (or failed): say so."""
-        self.panes[side].waiting(text)
+        self.panes[side].waiting(text, failed=failed)
         self.strip.show_side(side, None)
         self._update_note()
+
+    def updating(self, picture: int) -> None:
+        """A new request for ``picture`` is on its way: mark panes that show another image."""
+        for pane in self.panes:
+            if pane.data is not None and pane.data.picture != picture:
+                pane.updating()
 
     def set_opacity(self, opacity: float) -> None:
         for pane in self.panes:
@@ -161,6 +177,12 @@ class CompareView(QWidget):
         if any(data is None for data in shown) or shown[0].picture != shown[1].picture:
             self.note.setText("")
             self.note.setVisible(False)
+            return
+        if shown[0].target != shown[1].target or shown[0].options != shown[1].options:
+            self.note.setText("Updating: one network's view is still on its way…")
+            self.note.setProperty("differ", False)
+            self.note.style().polish(self.note)
+            self.note.setVisible(True)
             return
         tops = [data.topk[0] for data in shown]
         target = f"<b>{shown[0].target} {escaped(shown[0].target_label)}</b>"

@@ -17,9 +17,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.ui.jobs import HEAD, STAGES, ViewData
+from visualizer.choices import GROUPS
+from visualizer.ui.jobs import ViewData
 
-GROUPS = (*STAGES, HEAD)
 MODEL_COLOURS = ("#4e79a7", "#f28e2b")  # left network, right network
 BAR_WIDTH = 0.38
 

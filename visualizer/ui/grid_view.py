@@ -59,6 +59,12 @@ class GridView(QWidget):
         if not same_size:
             self.box.autoRange(padding=0.01)
 
+    def clear(self) -> None:
+        """Show nothing (and read nothing under the cursor) until the next ``show_data``."""
+        self._data = None
+        self.image.clear()
+        self._left()
+
     def channel_at(self, x: float, y: float) -> tuple[int, int, int] | None:
         """``(channel, row, column)`` inside its tile at grid pixel ``(x, y)``, or None."""
         if self._data is None:

@@ -19,15 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from visualizer.choices import STAGES
+from visualizer.choices import MODEL_LABELS, STAGES
 
 if TYPE_CHECKING:
     from visualizer.core import AnalysisResult, Analyzer, GradCam
     from visualizer.core.render import Grid
     from visualizer.core.stage_summary import StageRow
 
-MODEL_LABELS = {"vgg16": "VGG16", "resnet101": "ResNet101"}
-HEAD = "head"  # the layers after C5: pooling and classifier (core.stage_summary.HEAD)
 RESULTS_KEPT = 8  # analyses cached per session (a VGG16 analysis holds about 25 MB)
 CAMS_KEPT = 64
 # Both networks of a comparison and the one used alone before it (a VGG16 holds 530 MB).
@@ -89,6 +87,7 @@ class ModelInfo:
     categories: tuple[str, ...]
     parameters: int
     fallback: str | None = None  # why ImageNet weights could not be had, if they were asked for
+    stage_parameters: tuple[tuple[str, int], ...] = ()  # per stage and the head
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,7 @@ class Session:
             topk=tuple(result.topk),
             layers=_layer_rows(analyzer, result),
             stage_shapes={name: tuple(result.stages[name].shape) for name in STAGES},
-            stage_rows=stage_rows(analyzer.model, result),
+            stage_rows=stage_rows(analyzer.model, result, dict(info.stage_parameters)),
             device=result.device,
             notice=result.notice,
         )
@@ -246,9 +245,13 @@ class Session:
         from visualizer.core.stage_summary import stage_rows  # noqa: PLC0415
 
         with _export_errors(path):
-            analyzers = [self._analyzer(spec)[0] for spec in specs]
+            built = [self._analyzer(spec) for spec in specs]
+            analyzers = [analyzer for analyzer, _ in built]
             results = [self._result(spec, picture) for spec in specs]
-            rows = [stage_rows(a.model, r) for a, r in zip(analyzers, results, strict=True)]
+            rows = [
+                stage_rows(analyzer.model, result, dict(info.stage_parameters))
+                for (analyzer, info), result in zip(built, results, strict=True)
+            ]
             if what == "comparison_timings":
                 return [save_comparison_timings(path, results, rows)]
             target = self._target(specs[0], picture, options, lead)
@@ -335,6 +338,7 @@ class Session:
 
     def _build(self, spec: ModelSpec) -> tuple[Analyzer, ModelInfo]:
         from models import WeightsError  # noqa: PLC0415
+        from visualizer.core.stage_summary import stage_parameters  # noqa: PLC0415
 
         self._progress(f"Loading {spec.label}…", None)
         fallback = None
@@ -356,6 +360,7 @@ class Session:
             categories=tuple(analyzer.categories),
             parameters=sum(p.numel() for p in analyzer.model.parameters()),
             fallback=fallback,
+            stage_parameters=tuple(stage_parameters(analyzer.model).items()),
         )
         return analyzer, dataclasses.replace(info, banner=untrained_banner([info]))
 
@@ -392,9 +397,9 @@ def _new_analyzer(model: str, weights: str, device: str) -> Analyzer:
     return Analyzer(model, weights, device, progress=False)
 
 
-def untrained_banner(infos: list[ModelInfo]) -> str | None:
+def untrained_banner(infos: list[ModelInfo], *, load_weights: bool = True) -> str | None:
     """One banner for the untrained networks among ``infos``: why, and how to get ImageNet
-    weights; None when all are trained."""
+    weights (``load_weights``: File → Load weights… is one way); None when all are trained."""
     from models.weights import imagenet_checkpoint_path  # noqa: PLC0415
 
     untrained = [info for info in infos if not info.trained]
@@ -411,7 +416,7 @@ def untrained_banner(infos: list[ModelInfo]) -> str | None:
     files = " and ".join(path.name for path in paths)
     put = (
         f"put {files} there, or use File → Load weights…"
-        if len(paths) == 1
+        if load_weights and len(paths) == 1
         else f"or put {files} there."
     )
     return (

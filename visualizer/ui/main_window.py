@@ -101,6 +101,8 @@ class MainWindow(QMainWindow):
         self.spec = spec
         self.compare = False  # compare mode: VGG16 and ResNet101 side by side
         self._compare_pending: set[str] = set()  # networks whose latest view has not come
+        self._compare_errors: set[str] = set()  # shown for the latest compare request
+        self._good_device: str | None = None  # the last device both compared networks ran on
         self._good_spec: ModelSpec | None = None  # the last network that loaded
         self.options = self._saved_options()
         self.pictures: dict[int, Picture] = {}
@@ -210,7 +212,7 @@ class MainWindow(QMainWindow):
             if what == "comparison":
                 export.addSeparator()
             action = self._action(export, text, lambda _=False, what=what: self.export(what))
-            if what in EXPORT_KEYS:  # a key used twice is only ever enabled once
+            if what in EXPORT_KEYS:  # a key used twice is only ever visible once (set_compare)
                 action.setShortcut(QKeySequence(EXPORT_KEYS[what]))
             self.export_actions[what] = action
         files.addSeparator()
@@ -260,7 +262,8 @@ class MainWindow(QMainWindow):
 
     def start(self, paths: Iterable[str]) -> None:
         """Load the network (behind the window) and the images given."""
-        self._request_model()
+        if not self.compare:  # compared networks load with their views
+            self._request_model()
         self.add_files(list(paths))
 
     def add_files(self, paths: list[str]) -> None:
@@ -359,9 +362,14 @@ class MainWindow(QMainWindow):
         if not changed:
             return
         self.settings.setValue("compare", on)
+        # What the other mode asked for and has not started is not needed any more.
+        self.worker.cancel(*(["view"] if on else [f"view:{model}" for model in COMPARED]))
         if on and self.current is not None and not self.compare_view.complete(self.current):
             for side in range(len(COMPARED)):
                 self.compare_view.waiting(side, "analysing…")
+        if not on and self.data is not None and self.data.picture != self.current:
+            self.data = None  # the single page shows an earlier image: nothing to export
+            self.grid_title.setText("Analysing…")
         self._request_view()
 
     def set_options(self, **changes: object) -> None:
@@ -431,7 +439,12 @@ class MainWindow(QMainWindow):
     def _export_comparison(self, what: str) -> None:
         complete = self.current is not None and self.compare_view.complete(self.current)
         if self._compare_pending or not complete:
-            self.show_error("Nothing to compare yet: wait for both networks' analyses.")
+            failed = [pane.label for pane in self.compare_view.panes if pane.failed]
+            self.show_error(
+                f"Nothing to compare: the analysis of {' and '.join(failed)} failed."
+                if failed
+                else "Nothing to compare yet: wait for both networks' analyses."
+            )
             return
         shown = self.compare_view.panes[0].data
         stem = Path(self.pictures[shown.picture].name).stem
@@ -499,6 +512,8 @@ class MainWindow(QMainWindow):
         # The lead network first: the other explains its top-1 class, so needs its analysis.
         lead = self._lead()
         self._compare_pending = {spec.model for spec in self._compare_specs()}
+        self._compare_errors = set()
+        self.compare_view.updating(self.current)
         for spec in sorted(self._compare_specs(), key=lambda spec: spec != lead):
             self._send(
                 f"view:{spec.model}",
@@ -549,13 +564,12 @@ class MainWindow(QMainWindow):
             self._exported(reply.value)
 
     def _failed(self, reply: Reply) -> None:
-        self.show_error(reply.error)
-        if reply.kind.startswith("view"):
-            self._view_failed = True  # selecting the image again retries
         if reply.kind.startswith("view:"):
-            self._compare_pending.discard(reply.context.model)
-            side = COMPARED.index(reply.context.model)
-            self.compare_view.waiting(side, f"failed: {reply.error}")
+            self._compare_failed(reply)
+            return
+        self.show_error(reply.error)
+        if reply.kind == "view":
+            self._view_failed = True  # selecting the image again retries
         if reply.kind not in ("model", "view") or self._good_spec == self.spec:
             return
         # The network asked for could not be had: go back to the last one that worked or,
@@ -565,6 +579,19 @@ class MainWindow(QMainWindow):
         )
         if fallback != self.spec:
             self._use_spec(fallback)
+
+    def _compare_failed(self, reply: Reply) -> None:
+        """One compared network failed: say so once, and go back to a device that worked."""
+        self._view_failed = True  # selecting the image again retries
+        self._compare_pending.discard(reply.context.model)
+        if reply.error not in self._compare_errors:  # both fail alike on a missing device
+            self._compare_errors.add(reply.error)
+            self.show_error(f"{reply.context.label}: {reply.error}")
+        side = COMPARED.index(reply.context.model)
+        self.compare_view.waiting(side, f"failed: {reply.error}", failed=True)
+        good = self._good_device or (self._good_spec.device if self._good_spec else None)
+        if good is not None and good != self.spec.device:
+            self.set_spec(device=good)
 
     def _picture_arrived(self, picture: Picture) -> None:
         self._loading = {real: key for real, key in self._loading.items() if key != picture.key}
@@ -627,12 +654,14 @@ class MainWindow(QMainWindow):
         self._compare_pending.discard(data.model.spec.model)
         self.compare_view.show_side(COMPARED.index(data.model.spec.model), data)
         shown = [pane.data for pane in self.compare_view.panes if pane.data is not None]
-        self._show_banner(*(d.notice for d in shown), untrained_banner([d.model for d in shown]))
+        banner = untrained_banner([d.model for d in shown], load_weights=False)
+        self._show_banner(*(d.notice for d in shown), banner)
         self.device_label.setText(f"Device: {data.device}")
         weights = dict.fromkeys(f"{d.model.spec.label} {d.model.weights}" for d in shown)
         self.weights_label.setText("Weights: " + " · ".join(weights))
         if self._compare_pending or not self.compare_view.complete(self.current):
             return  # the other pane still shows an earlier request
+        self._good_device = self.spec.device
         tops = " · ".join(
             f"{d.model.spec.label} {d.topk[0][1]} ({d.topk[0][2] * 100:.1f} %) in "
             f"{d.total_ms:.0f} ms"

@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.ui.jobs import HEAD, STAGES, LayerRow, ViewData
+from visualizer.choices import HEAD, STAGES
+from visualizer.ui.jobs import LayerRow, ViewData
 
 COLUMNS = ("Layer", "Type", "Output shape", "ms", "Share %")
 STAGE_COLOURS = {

@@ -80,6 +80,11 @@ class Worker(QObject):
         self._lanes[lane].put(lambda: self._run(kind, generation, job, latest_wins, context))
         return generation
 
+    def cancel(self, *kinds: str) -> None:
+        """Drop the requests of ``kinds`` not started yet; a running one's reply will be stale."""
+        for kind in kinds:
+            self._latest[kind] = next(self._generations)
+
     def is_current(self, reply: Reply) -> bool:
         """False when a newer request of the same kind was made after this reply's."""
         latest = self._latest.get(reply.kind)
