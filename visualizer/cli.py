@@ -180,6 +180,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
     bench.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="hold weights and activations channels-last (fmviz and torchvision alike)",
+    )
+    bench.add_argument(
         "--startup",
         action="store_true",
         help="launch the app RUNS times (default 3) instead: time to the window, to its first "
@@ -320,7 +325,13 @@ def _bench(args: argparse.Namespace) -> int:
     runs = args.runs or 10
     progress = Progress(2 + runs, label=f"bench {args.model}")
     try:
-        report = run_bench(args.model, args.device, runs, progress=progress.update)
+        report = run_bench(
+            args.model,
+            args.device,
+            runs,
+            progress=progress.update,
+            channels_last=args.channels_last,
+        )
     except (DeviceError, WeightsError, RuntimeError) as error:
         progress.close()
         _error(str(error))

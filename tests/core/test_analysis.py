@@ -339,3 +339,34 @@ def test_analysis_and_grad_cam_work_inside_inference_mode(
         result = analyzer.analyze(image)
         cam = analyzer.gradcam(result, "C3")
     assert np.abs(cam - expected).max() <= 1e-5
+
+
+def test_channels_last_gives_the_same_results_in_the_usual_layout(
+    analysed, device: str, make_image: Callable[..., Image.Image]
+) -> None:
+    """The option changes how the device holds tensors, never what the user gets."""
+    picture, usual = analysed("resnet101")
+    analyzer = Analyzer(
+        build_model("resnet101", "random"), device=device, channels_last=True, progress=False
+    )
+    assert analyzer.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    result = analyzer.analyze(picture, source="ramp.png")
+    for stage in STAGE_NAMES:
+        assert result.stages[stage].is_contiguous()
+        # Another convolution algorithm sums in another order: float32 rounding, relative to
+        # the stage's scale (a random network's activations grow large with depth).
+        scale = float(usual.stages[stage].abs().max())
+        torch.testing.assert_close(
+            result.stages[stage], usual.stages[stage], rtol=1e-4, atol=1e-5 * scale
+        )
+    scale = float(usual.logits.abs().max())
+    torch.testing.assert_close(result.logits, usual.logits, rtol=1e-4, atol=1e-5 * scale)
+    assert [name for name, _, _ in result.timings] == [name for name, _, _ in usual.timings]
+    cam = analyzer.gradcam(result, "C4")
+    np.testing.assert_allclose(cam, analysed_cam(usual, device), atol=1e-3)
+
+
+def analysed_cam(result: AnalysisResult, device: str) -> np.ndarray:
+    """The Grad-CAM at C4 of the usual layout's analyzer, for the same class."""
+    analyzer = Analyzer(build_model("resnet101", "random"), device=device, progress=False)
+    return analyzer.gradcam(result, "C4", result.topk[0][0])

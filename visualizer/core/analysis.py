@@ -77,6 +77,8 @@ class Analyzer:
         weights: ``"imagenet"``, ``"random"`` or a checkpoint path (ignored for a built model).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` (or ``"cuda:1"``).
         timings: time every layer (``result.timings``); off, the list is empty.
+        channels_last: keep weights and activations channels-last on the device (faster
+            convolutions on many GPUs); results are the same tensors, in the usual layout.
 
     Examples::
 
@@ -93,6 +95,7 @@ class Analyzer:
         *,
         timings: bool = True,
         progress: bool = True,
+        channels_last: bool = False,
     ) -> None:
         self.device = resolve_device(device)
         self._weights = weights if isinstance(model, str) else None
@@ -103,8 +106,11 @@ class Analyzer:
         elif model.training:
             raise ValueError("the model is in training mode: call model.eval() first")
         self._lock = _lock_of(model)
+        self.channels_last = channels_last
         with self._lock:
             self.model = model.to(self.device)
+            if channels_last:
+                self.model.to(memory_format=torch.channels_last)
         self.arch: str = model.arch
         self.weights_info = getattr(model, "weights_info", None)
         weights_entry = imagenet_weights(self.arch)
@@ -200,8 +206,17 @@ class Analyzer:
         failing device shows."""
         stages: dict[str, torch.Tensor] = {}
         shapes: dict[str, tuple[int, ...]] = {}
-        with self._captured(stages), self._timed(shapes) as timings, torch.inference_mode():
-            logits = self.model(x.to(self.device))
+        x = x.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with (
+            self._captured(stages, to_host=True),
+            self._timed(shapes) as timings,
+            torch.inference_mode(),
+        ):
+            logits = self.model(x)
+        if self.device.type == "cuda":  # the stages' copies to the host were queued: wait
+            torch.cuda.current_stream(self.device).synchronize()
         on_cpu = {stage: stages[stage][0].to("cpu", torch.float32) for stage in STAGE_NAMES}
         return logits[0].to("cpu", torch.float32), on_cpu, timings, shapes
 
@@ -229,12 +244,24 @@ class Analyzer:
         return maps
 
     @contextmanager
-    def _captured(self, stages: dict[str, torch.Tensor]) -> Iterator[None]:
+    def _captured(
+        self, stages: dict[str, torch.Tensor], *, to_host: bool = False
+    ) -> Iterator[None]:
+        """Copies of the stage outputs of the passes run inside, by stage; ``to_host``: the
+        copies may be on the CPU (from CUDA: queued into pinned memory as each stage is made,
+        so one wait at the end covers them all; the caller waits)."""
+        pinned = to_host and self.device.type == "cuda"
+
         def capture(stage: str, output: torch.Tensor) -> None:
-            # Cloned, as later in-place operations of other networks could overwrite an output;
-            # outside inference mode, so that the copy can start a Grad-CAM pass later.
+            # Copied, as later in-place operations of other networks could overwrite an output
+            # (the stream runs the copy before them); outside inference mode, so that the copy
+            # can start a Grad-CAM pass later.
             with torch.inference_mode(False):
-                stages[stage] = output.clone()
+                if pinned:
+                    host = torch.empty(output.shape, dtype=torch.float32, pin_memory=True)
+                    stages[stage] = host.copy_(output, non_blocking=True)
+                else:
+                    stages[stage] = output.clone(memory_format=torch.contiguous_format)
 
         handles = [
             module.register_forward_hook(lambda _m, _i, output, stage=stage: capture(stage, output))

@@ -94,6 +94,7 @@ class BenchReport:
     largest_stage: str
     versions: dict[str, str] = field(default_factory=dict)
     memory: MemoryReport | None = None  # P9; None when not measured
+    channels_last: bool = False
 
     @property
     def ratios(self) -> dict[str, float]:
@@ -145,6 +146,7 @@ class BenchReport:
             "model": self.model,
             "device": self.device,
             "runs": self.runs,
+            "channels_last": self.channels_last,
             "versions": self.versions,
             **target_entries(measured, {"P8": note} if note else {}),
             "ratios": {key: round(value, 4) for key, value in ratios.items()},
@@ -170,20 +172,26 @@ def run_bench(
     warmup: int = 2,
     progress: Callable[[int, int], None] | None = None,
     memory: bool = True,
+    channels_last: bool = False,
 ) -> BenchReport:
     """Measure ``model`` (random weights) on ``device`` against torchvision and Captum.
 
     ``memory``: also measure P9, in two fresh processes (some seconds more).
+    ``channels_last``: both fmviz and the references hold weights and inputs channels-last.
     """
     import captum
     import torchvision
     from captum.attr import LayerAttribution, LayerGradCam
 
-    analyzer = Analyzer(model, weights="random", device=device, progress=False)
+    analyzer = Analyzer(
+        model, weights="random", device=device, progress=False, channels_last=channels_last
+    )
     reference = _torchvision_twin(analyzer.model)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    reference.to(memory_format=memory_format)
     image, source = _sample()
     result = analyzer.analyze(image, source=source)
-    x = result.input.to(analyzer.device)
+    x = result.input.to(analyzer.device).contiguous(memory_format=memory_format)
     target = result.topk[0][0]
     size = result.size
     largest = max(STAGE_NAMES, key=lambda s: result.stages[s].numel())
@@ -261,6 +269,7 @@ def run_bench(
             "pillow": Image.__version__,
         },
         memory=measured_memory,
+        channels_last=channels_last,
     )
 
 

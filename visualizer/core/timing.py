@@ -5,7 +5,8 @@ instance's ``__dict__`` and is removed afterwards, whatever happens). A wrapper 
 microsecond; forward hooks would send every module through PyTorch's slow call path, which
 costs ResNet101 several percent of its forward time. On the CPU each layer is timed with
 ``perf_counter``; on CUDA (and Apple's MPS) with a pair of events, read after one
-synchronisation at the end (host timers around asynchronous kernels measure nothing).
+synchronisation at the end (host timers around asynchronous kernels measure nothing). The
+events are kept and recorded again pass after pass, so a pass creates none.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class LayerTimer:
 
     def __init__(self, model: nn.Module) -> None:
         self._leaves = leaf_modules(model)
+        self._clocks: dict[torch.device, _EventClock] = {}
 
     @contextmanager
     def timing(
@@ -47,7 +49,10 @@ class LayerTimer:
         ``shapes``, when given, receives each layer's output shape, by layer name.
         """
         marks: list[tuple[int, Any, Any, Any]] = []  # (leaf index, start, end, output shape)
-        clock = _event_clock(device) if device.type in ASYNC_DEVICES else time.perf_counter
+        clock: Callable[[], Any] = time.perf_counter
+        if device.type in ASYNC_DEVICES:
+            clock = self._clocks.setdefault(device, _EventClock(device))
+            clock.rewind()
         saved = [module.__dict__.get("forward", _ABSENT) for _, module in self._leaves]
         try:
             for index, (_, module) in enumerate(self._leaves):
@@ -97,21 +102,32 @@ def _timed(
     return timed_forward
 
 
-def _event_clock(device: torch.device) -> Callable[[], Any]:
-    """Marks in the device's queue: CUDA or MPS events, read after the pass."""
-    if device.type == "mps":
+class _EventClock:
+    """Marks in the device's queue (CUDA or MPS events, read after the pass), from a pool that
+    every pass records again: a pass's events are read before the next pass starts."""
 
-        def mark() -> Any:
-            event = torch.mps.Event(enable_timing=True)
+    def __init__(self, device: torch.device) -> None:
+        self._device = device
+        self._events: list[Any] = []
+        self._used = 0
+        self._stream: Any = None
+
+    def rewind(self) -> None:
+        """Start a pass: reuse the events from the first."""
+        self._used = 0
+        if self._device.type == "cuda":
+            self._stream = torch.cuda.current_stream(self._device)
+
+    def __call__(self) -> Any:
+        if self._used == len(self._events):
+            if self._device.type == "mps":
+                self._events.append(torch.mps.Event(enable_timing=True))
+            else:
+                self._events.append(torch.cuda.Event(enable_timing=True))
+        event = self._events[self._used]
+        self._used += 1
+        if self._stream is None:
             event.record()
-            return event
-
-        return mark
-    stream = torch.cuda.current_stream(device)
-
-    def mark() -> Any:
-        event = torch.cuda.Event(enable_timing=True)
-        event.record(stream)
+        else:
+            event.record(self._stream)
         return event
-
-    return mark
