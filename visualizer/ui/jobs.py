@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
@@ -362,6 +363,10 @@ class Session:
             fallback=fallback,
             stage_parameters=tuple(stage_parameters(analyzer.model).items()),
         )
+        # torch, the network and the window make about a million long-lived objects; every full
+        # collection would walk them all, holding the GIL for 50–250 ms and stalling the
+        # window. Frozen, they are left out of collections from now on.
+        gc.freeze()
         return analyzer, dataclasses.replace(info, banner=untrained_banner([info]))
 
     def _result(self, spec: ModelSpec, picture: Picture) -> AnalysisResult:
