@@ -14,7 +14,7 @@ from models.weights import PATH_SHOWN, shown
 from visualizer.cli_progress import Progress
 from visualizer.core import AnalysisResult, Analyzer, DeviceError, ImageLoadError, load_image
 from visualizer.core.comparison import export_comparison, shared_target
-from visualizer.core.export import ExportOptions, export_result
+from visualizer.core.export import ExportOptions, export_result, fitting_stem
 
 
 def export_images(args: argparse.Namespace, *, error: Callable[[str], None]) -> int:
@@ -146,8 +146,9 @@ def _distinct(paths: list[str]) -> list[str]:
 
 
 def _unique_stems(paths: list[str]) -> list[str]:
-    """File stems, with ``-2``, ``-3`` … added where an input's stem is taken already."""
-    stems = [Path(path).stem or "image" for path in paths]
+    """File stems, cut to fit, with ``-2``, ``-3`` … added where an input's stem is taken
+    already."""
+    stems = [fitting_stem(Path(path).stem) or "image" for path in paths]
     taken = set(stems)
     unique = []
     for index, stem in enumerate(stems):

@@ -24,6 +24,10 @@ from visualizer.core.attribution import GradCam
 from visualizer.core.render import ORDERS, SCALES, Grid, overlay, render_grid
 from visualizer.core.timing import Timing
 
+# Output names add up to 25 bytes to an image's stem ("_resnet101_gradcam_C5.png"), and their
+# temporary names 15 more (".", ".1a2b3c4d.part"): longer stems are cut (fitting_stem), so that
+# every name fits the 255 bytes a file system allows in one.
+MAX_STEM_BYTES = 200
 PNG_COMPRESS_LEVEL = 1  # zlib's fastest: 2× faster than the default for 5–10 % more bytes
 GRADCAM_METHOD = (
     "Grad-CAM: Captum LayerGradCam (relu_attributions=True), bilinear upsampling "
@@ -45,8 +49,16 @@ class ExportOptions:
     order: str = "index"
 
 
+def fitting_stem(stem: str) -> str:
+    """``stem`` cut, between characters, to at most MAX_STEM_BYTES bytes as a file name."""
+    while len(os.fsencode(stem)) > MAX_STEM_BYTES:
+        stem = stem[: -max(1, (len(os.fsencode(stem)) - MAX_STEM_BYTES) // 4)]
+    return stem
+
+
 def output_names(stem: str, model: str, options: ExportOptions) -> list[str]:
-    """The file names ``export_result`` writes for an image named ``stem``."""
+    """The file names ``export_result`` writes for an image named ``stem`` (cut to fit)."""
+    stem = fitting_stem(stem)
     names = [f"{stem}_{model}_{stage}.png" for stage in options.stages]
     if options.cam_stage is not None:
         names.append(f"{stem}_{model}_gradcam_{options.cam_stage}.png")
@@ -162,12 +174,22 @@ def save_png(path: str | os.PathLike[str], image: Image.Image, metadata: Mapping
     """Write ``image`` as a PNG with ``metadata`` as text chunks, atomically."""
     info = PngImagePlugin.PngInfo()
     for key, value in metadata.items():
-        # Latin-1 as tEXt, anything else as UTF-8 iTXt; undecodable bytes of a file name (held
-        # as surrogates) as escapes.
-        info.add_text(key, value.encode("utf-8", "backslashreplace").decode("utf-8"))
+        # Latin-1 as tEXt, anything else as UTF-8 iTXt.
+        info.add_text(key, _escaped(value))
     buffer = io.BytesIO()
     image.save(buffer, "PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
     return write_atomically(path, buffer.getbuffer())
+
+
+def _escaped(text: str) -> str:
+    """``text`` with every character that is not printable escaped as Python writes it.
+
+    A file name may hold newlines, terminal escapes or (held as surrogates) bytes that are not
+    UTF-8: in a PNG text chunk they read back as one line, ``\\n``, ``\\x1b``, ``\\udce9``.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def save_timings(path: str | os.PathLike[str], timings: Sequence[Timing]) -> Path:

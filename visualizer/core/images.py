@@ -11,6 +11,7 @@ import functools
 import os
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -44,6 +45,7 @@ FORMATS = (
 BACKGROUND = (124, 116, 104)
 COLOUR_KEY_MODES = ("1", "L", "I", "I;16", "RGB")
 REASON_SHOWN = 200  # characters of a library's error message shown
+CHANGED = "the file changed while it was being read; try again"
 # How SVG, PostScript (text and DOS binary EPS) and PDF files begin, in lower case.
 SVG_MARKERS = (b"<svg", b"<?xml")
 POSTSCRIPT_MARKERS = (b"%!ps", b"%pdf", b"\xc5\xd0\xd3\xc6")
@@ -60,7 +62,8 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     transparency is flattened onto ``BACKGROUND``); animations give their first frame.
 
     Raises:
-        ImageLoadError: not a readable raster image, too large, truncated, or not a file.
+        ImageLoadError: not a readable raster image, too large, truncated, not a file, or
+            written to while it was being read (the pixels could mix two versions of it).
     """
     path = Path(path)
     name = shown(path, PATH_SHOWN)
@@ -69,19 +72,30 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     if path.exists() and not path.is_file():  # a pipe or a device would block or never end
         raise ImageLoadError(f"{name}: not a regular file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path, formats=_formats())
+        file = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         raise ImageLoadError(f"{name}: no such file") from None
     except PermissionError:
         raise ImageLoadError(f"{name}: permission denied") from None
+    except OSError as error:  # a loop of links, a name too long, …
+        raise ImageLoadError(f"{name}: cannot be read ({_os_reason(error)})") from None
+    with file:
+        return _read(file, path, name)
+
+
+def _read(file: BinaryIO, path: Path, name: str) -> Image.Image:
+    """The RGB image in the open ``file``, refused when it is written to while being read."""
+    before = _version(file)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(file, formats=_formats())
     except Image.DecompressionBombError:
         raise ImageLoadError(f"{name}: {_too_large_reason(None)}") from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"{name}: {_unidentified_reason(path)}") from None
     except OSError as error:
-        raise ImageLoadError(f"{name}: cannot be read ({_reason(error)})") from None
+        raise ImageLoadError(f"{name}: cannot be read ({_os_reason(error)})") from None
     with image:
         width, height = image.size
         if width < 1 or height < 1:
@@ -93,9 +107,13 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
             # After load(): reading EXIF from a PNG before it would decode the image unchecked.
             oriented = ImageOps.exif_transpose(image)
         except Exception as error:  # noqa: BLE001 - decoders raise all kinds on bad data
-            raise ImageLoadError(
-                f"{name}: truncated or corrupt {image.format} data ({_reason(error)})"
-            ) from None
+            reason = f"truncated or corrupt {image.format} data ({_reason(error)})"
+            if _version(file) != before:
+                reason = CHANGED
+            raise ImageLoadError(f"{name}: {reason}") from None
+        # Written to in place meanwhile, the pixels may mix the old file and the new one.
+        if _version(file) != before:
+            raise ImageLoadError(f"{name}: {CHANGED}")
         try:
             return to_rgb(oriented)
         except ValueError as error:
@@ -209,6 +227,21 @@ def _unidentified_reason(path: Path) -> str:
                 return f"{other.format} images are not supported; use PNG, JPEG, WebP or TIFF"
     except Exception:  # noqa: BLE001 - any failure here just means "not an image"
         return "not an image (unrecognised or corrupt data)"
+
+
+def _version(file: BinaryIO) -> tuple[int, int]:
+    """What changes whenever an open file is written to: its size and modification time.
+
+    Not its change time: that changes too when the file is only renamed over, which leaves
+    what was opened whole.
+    """
+    status = os.fstat(file.fileno())
+    return status.st_size, status.st_mtime_ns
+
+
+def _os_reason(error: OSError) -> str:
+    """The reason of an operating-system error without the file name it repeats."""
+    return shown(error.strerror, REASON_SHOWN) if error.strerror else _reason(error)
 
 
 def _reason(error: BaseException) -> str:
