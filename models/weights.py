@@ -7,6 +7,7 @@ else, and anything that does not fit the network, is refused with a one-line ``W
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import socket
@@ -320,7 +321,7 @@ def _imagenet_file(arch: str, progress: bool) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         download(url, path, progress=progress)
-    except (OSError, RuntimeError) as error:
+    except (OSError, RuntimeError, http.client.HTTPException) as error:
         raise WeightsError(
             f"{url}: ImageNet weights for {arch} are not cached and could not be downloaded "
             f"({_one_line(error)}); put {path.name} in {path.parent} "

@@ -86,7 +86,11 @@ def _export_one(
             return _write(analyzers, results, out, stem, options, lead=lead)
         except OSError as failure:
             reason = shown(failure.strerror or str(failure), PATH_SHOWN)
-            return f"{name}: cannot write to {shown(out, PATH_SHOWN)} ({reason})"
+            what = Path(failure.filename).name if failure.filename else None
+            where = (
+                f"{what} to {shown(out, PATH_SHOWN)}" if what else f"to {shown(out, PATH_SHOWN)}"
+            )
+            return f"{name}: cannot write {where} ({reason})"
     except ImageLoadError as failure:
         return str(failure)
     except Exception as failure:  # noqa: BLE001 - one image's surprise must not stop the batch

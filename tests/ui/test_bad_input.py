@@ -288,12 +288,6 @@ def test_odd_names_join_the_strip(open_window, corpus: Corpus, qtbot) -> None:
     assert window.errors.messages == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ImageStrip.add_picture (visualizer/ui/image_strip.py) hands the name to Qt as "
-    "it is; Qt drops the surrogates that stand for bytes that are not UTF-8, so 'caf\\xe9.png' "
-    "and 'caf\\xe8.png' both show as 'caf.png'",
-)
 def test_names_that_differ_in_a_byte_that_is_not_utf_8_look_different(
     open_window, picture_file, tmp_path: Path, qtbot
 ) -> None:
@@ -308,12 +302,6 @@ def test_names_that_differ_in_a_byte_that_is_not_utf_8_look_different(
     assert labels[0] != labels[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: MainWindow.add_mime (visualizer/ui/main_window.py) takes a dropped file's path "
-    "from QUrl.toLocalFile(), which decodes the name's bytes as UTF-8: bytes that are not UTF-8 "
-    "become U+FFFD, and the file is then 'no such file'",
-)
 def test_a_dropped_file_whose_name_is_not_utf_8(open_window, corpus: Corpus, qtbot) -> None:
     window = open_window([CHELSEA])
     case = corpus.images["non-utf-8-name"]

@@ -202,15 +202,25 @@ def save_timings(path: str | os.PathLike[str], timings: Sequence[Timing]) -> Pat
 
 
 def write_atomically(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Raises:
+        OSError: naming ``path`` (not the temporary file, which is gone).
+    """
     path = Path(path)
-    temporary, handle = _new_temporary(path)
+    temporary: Path | None = None
     try:
+        temporary, handle = _new_temporary(path)
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+        raise type(error)(error.errno, error.strerror or str(error), str(path)) from None
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
         raise
     return path
 

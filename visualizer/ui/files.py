@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from PySide6.QtCore import QUrl
 from PySide6.QtGui import QImage
 
 from visualizer.ui.jobs import Picture, picture_of
 
 MAX_FOLDER_FILES = 1000  # images taken from one dropped folder (and its subfolders)
 SKIPPED_EXTENSIONS = {".pdf", ".eps", ".ps", ".svg"}  # Pillow lists some it will not open
+
+
+def local_file(url: QUrl) -> str:
+    """The path of a local file's URL, byte for byte: ``QUrl.toLocalFile`` decodes a name's
+    bytes as UTF-8, so a name that is not UTF-8 would become another (missing) file."""
+    if os.name != "posix":
+        return url.toLocalFile()
+    encoded = url.path(QUrl.ComponentFormattingOption.FullyEncoded)
+    return os.fsdecode(urllib.parse.unquote_to_bytes(encoded))
 
 
 def image_extensions() -> set[str]:

@@ -33,9 +33,9 @@ class ImageStrip(QListWidget):
         image = QImage(
             picture.thumbnail.data, width, height, 3 * width, QImage.Format.Format_RGB888
         ).copy()  # a deep copy: the QImage must not share the numpy buffer
-        item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), _short(picture.name))
+        item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), _short(picture.label))
         item.setData(Qt.ItemDataRole.UserRole, picture.key)
-        item.setToolTip(picture.source)
+        item.setToolTip(picture.where)
         self.addItem(item)
 
     def select(self, key: int) -> None:

@@ -60,6 +60,17 @@ class Picture:
     image: Image.Image | None  # RGB, for an image given in memory; None: read ``source`` again
     thumbnail: np.ndarray  # (h, w, 3) uint8, at most THUMBNAIL_SIZE a side
 
+    @property
+    def label(self) -> str:
+        """``name`` as the window shows it: characters Qt cannot show (newlines, bytes of a
+        name that are not UTF-8) escaped, so that two names never look the same."""
+        return _printable(self.name)
+
+    @property
+    def where(self) -> str:
+        """``source``, escaped as ``label`` is."""
+        return _printable(self.source)
+
 
 @dataclass(frozen=True)
 class ViewOptions:
@@ -129,6 +140,10 @@ class ViewData:
     @property
     def total_ms(self) -> float:
         return sum(row.ms for row in self.layers)
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def load_picture(key: int, path: str) -> Picture:
@@ -209,8 +224,10 @@ class Session:
             layers=_layer_rows(analyzer, result),
             stage_shapes={name: tuple(result.stages[name].shape) for name in STAGES},
             stage_rows=stage_rows(analyzer.model, result, dict(info.stage_parameters)),
-            device=result.device,
-            notice=result.notice,
+            # A fall-back to the CPU during this view's Grad-CAM, after the analysis, is said
+            # as one during the analysis is: where the network runs now, and why.
+            device=analyzer.describe_device() if analyzer.notice else result.device,
+            notice=analyzer.notice or result.notice,
         )
 
     def export(
@@ -374,7 +391,7 @@ class Session:
         if key in self._results:
             self._results.move_to_end(key)
             return self._results[key]
-        self._progress(f"Analysing {picture.name} with {spec.label}…", None)
+        self._progress(f"Analysing {picture.label} with {spec.label}…", None)
         analyzer, _ = self._analyzer(spec)
         if picture.image is None:
             result = analyzer.analyze(picture.source)

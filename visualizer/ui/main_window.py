@@ -37,7 +37,7 @@ from visualizer.ui.cam_panel import CamPanel
 from visualizer.ui.channel_view import ChannelView
 from visualizer.ui.compare_view import COMPARED, CompareView
 from visualizer.ui.controls import Controls
-from visualizer.ui.files import image_files, pasted_picture, qimage_to_rgba
+from visualizer.ui.files import image_files, local_file, pasted_picture, qimage_to_rgba
 from visualizer.ui.grid_view import GridView
 from visualizer.ui.image_strip import ImageStrip
 from visualizer.ui.jobs import (
@@ -305,7 +305,7 @@ class MainWindow(QMainWindow):
 
     def add_mime(self, mime: QMimeData | None, where: str) -> None:
         """Add what a drop or the clipboard holds: local files, else image data."""
-        files = [url.toLocalFile() for url in mime.urls() if url.isLocalFile()] if mime else []
+        files = [local_file(url) for url in mime.urls() if url.isLocalFile()] if mime else []
         if files:
             self.add_files(files)
         elif mime is not None and mime.hasImage():
@@ -642,7 +642,7 @@ class MainWindow(QMainWindow):
         if self.channel.channel is not None and self.channel.channel < channels:
             self.channel.show_channel(data, self.channel.channel)
         self.statusBar().showMessage(
-            f"{self.pictures[data.picture].name}: top-1 {data.topk[0][1]} "
+            f"{self.pictures[data.picture].label}: top-1 {data.topk[0][1]} "
             f"({data.topk[0][2] * 100:.1f} %), {data.total_ms:.0f} ms on {data.device}",
             10000,
         )
@@ -667,7 +667,7 @@ class MainWindow(QMainWindow):
             f"{d.total_ms:.0f} ms"
             for d in shown
         )
-        self.statusBar().showMessage(f"{self.pictures[data.picture].name}: {tops}", 10000)
+        self.statusBar().showMessage(f"{self.pictures[data.picture].label}: {tops}", 10000)
         self.view_shown.emit()
 
     def _exported(self, paths: list[Path]) -> None:
@@ -766,7 +766,7 @@ class MainWindow(QMainWindow):
     def _update_title(self) -> None:
         parts = ["fmviz"]
         if self.current is not None:
-            parts.append(self.pictures[self.current].name)
+            parts.append(self.pictures[self.current].label)
         parts.append(
             " vs ".join(MODEL_LABELS[m] for m in COMPARED) if self.compare else self.spec.label
         )
