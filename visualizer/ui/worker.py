@@ -9,7 +9,6 @@ are plain data (`jobs.ViewData` and the like); Qt objects stay on the main threa
 from __future__ import annotations
 
 import contextlib
-import importlib
 import itertools
 import os
 import queue
@@ -78,8 +77,6 @@ class Worker(QObject):
             self._latest[kind] = generation
         if lane not in self._lanes:
             self._lanes[lane] = _Lane(f"fmviz-{lane}")
-            if lane == "model":
-                prefetch_torchvision()
         self._lanes[lane].put(lambda: self._run(kind, generation, job, latest_wins, context))
         return generation
 
@@ -194,22 +191,6 @@ def preload_torch_libraries() -> None:
                     libc.dlopen(path.encode(), os.RTLD_NOW | os.RTLD_GLOBAL)
         except (OSError, AttributeError, ValueError):
             return
-
-
-def prefetch_torchvision() -> None:
-    """Import torchvision (1.5 s here: it pulls in ``torch._dynamo``) on a thread of its own,
-    so that it overlaps with building the first network, which needs it only at the end (for
-    the ImageNet class names and preprocessing)."""
-    if "torchvision" in sys.modules or os.environ.get("FMVIZ_NO_PREFETCH"):
-        return
-
-    def load() -> None:
-        yield_to_the_window()
-        preload_torch_libraries()
-        with contextlib.suppress(Exception):  # the import that needs it reports any failure
-            importlib.import_module("torchvision.models")
-
-    threading.Thread(target=load, name="torchvision-import", daemon=True).start()
 
 
 def yield_to_the_window() -> None:
