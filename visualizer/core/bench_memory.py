@@ -1,8 +1,9 @@
 """P9: peak memory with both networks loaded and one analysis each, against a torchvision
 script doing the same, each in a fresh interpreter so that neither inherits the other's heap.
 
-On the CPU the peak is the process's resident set (``ru_maxrss``); on CUDA it is the largest
-amount of device memory PyTorch had allocated.
+On the CPU the peak is the process's resident set high-water mark (``VmHWM``: Linux's
+``ru_maxrss`` would keep the parent's peak across the fork); on CUDA it is the largest amount
+of device memory PyTorch had allocated.
 """
 
 from __future__ import annotations
@@ -18,12 +19,20 @@ from pathlib import Path
 # photo once with each, keep what they computed (the five stage outputs, the logits) and print
 # their peak. The reference uses torchvision's networks, preprocessing and forward hooks only.
 _PEAK = """
-import json, resource, torch
+import json, resource, sys, torch
 def peak(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:  # this process's own high-water mark (ru_maxrss keeps the parent's across fork)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
 """
 _FMVIZ = (
     _PEAK
@@ -84,7 +93,7 @@ def measure_memory(device: str, image: str | os.PathLike[str]) -> MemoryReport:
     fmviz = _run(_FMVIZ, device, str(image))
     # The reference taps the same modules: fmviz's networks use torchvision's module names.
     reference = _run(_TORCHVISION, device, str(image), json.dumps(fmviz["stages"]))
-    measure = "CUDA memory allocated" if device.startswith("cuda") else "resident set (RSS)"
+    measure = "CUDA memory allocated" if device.startswith("cuda") else "peak resident set"
     return MemoryReport(fmviz["peak"], reference["peak"], measure)
 
 
