@@ -17,16 +17,13 @@ import errno
 import functools
 import hashlib
 import http.client
-import importlib.util
 import io
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -37,42 +34,17 @@ from torch import nn
 
 from models import build_model
 from models.weights import WeightsError
+from tests.reliability.window_fixtures import (  # noqa: F401 (fixtures, found by name)
+    _nothing_left_running,
+    analyzer_of,
+    dialogs,
+    open_window,
+    qapp_args,
+    settings_path,
+)
 from visualizer.core import AnalysisResult, Analyzer, export
 from visualizer.core.export import export_result, save_grid, save_timings
 from visualizer.core.render import render_grid
-
-
-def _window_fixtures() -> ModuleType:
-    """tests/ui/conftest.py, imported once more for the window tests of this folder."""
-    name = "fmviz_tests_ui_fixtures"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "ui" / "conftest.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-# The window tests' fixtures: windows on shared random-weight networks, the same offscreen
-# screen as tests/ui, and the check after each test that no worker thread, QThread or dialog
-# is left.
-_ui = _window_fixtures()
-qapp_args = _ui.qapp_args
-settings_path = _ui.settings_path
-dialogs = _ui.dialogs
-_nothing_left_running = _ui._nothing_left_running
-open_window = _ui.open_window
-
-
-@pytest.fixture(scope="module")
-def analyzer_of() -> object:
-    """One random-weight CPU analyzer per model, built once for this module (and let go
-    after it: the networks take 0.7 GB), shared by its windows as in tests/ui."""
-    return _ui.SharedAnalyzers()
-
 
 SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
 CHELSEA = str(SAMPLES / "chelsea.jpg")

@@ -9,20 +9,25 @@ weights, the CPU.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import os
-import sys
 import threading
 import time
 import weakref
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
-import pytest
 from PIL import Image
 from torch import nn
 
+from tests.reliability.window_fixtures import (  # noqa: F401 (fixtures, found by name)
+    _nothing_left_running,
+    analyzer_of,
+    dialogs,
+    open_window,
+    qapp_args,
+    settings_path,
+    shown_after,
+)
 from visualizer.core import AnalysisResult
 
 SEED = 20261126
@@ -49,38 +54,6 @@ WINDOW_STEPS = 24  # the network changes every six steps: ResNet101, VGG16, ResN
 # ones (25 MB each) and 6 ResNet101 ones (7 MB each): ~190 MB.
 WINDOW_WARM_UP = 12
 WINDOW_MEMORY_GROWTH_BOUND = 128 * 2**20
-
-
-def _window_fixtures() -> ModuleType:
-    """tests/ui/conftest.py, imported once more for the window tests of this folder."""
-    name = "fmviz_tests_ui_fixtures"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "ui" / "conftest.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-# The window tests' fixtures (windows on shared random-weight networks, the offscreen screen
-# of tests/ui, no worker thread, QThread or dialog left after a test).
-_ui = _window_fixtures()
-qapp_args = _ui.qapp_args
-settings_path = _ui.settings_path
-dialogs = _ui.dialogs
-_nothing_left_running = _ui._nothing_left_running
-open_window = _ui.open_window
-shown_after = _ui.shown_after
-
-
-@pytest.fixture(scope="module")
-def analyzer_of() -> object:
-    """One random-weight CPU analyzer per model, built once for this module (and let go
-    after it: the networks take 0.7 GB), shared by its windows as in tests/ui."""
-    return _ui.SharedAnalyzers()
 
 
 def hooks_left(model: nn.Module) -> list[str]:

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.parse
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from tests.reliability.corpus import (
@@ -25,6 +22,7 @@ from tests.reliability.corpus import (
     Corpus,
     build,
 )
+from tests.ui.dropping import drop
 
 SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
 CHELSEA = str(SAMPLES / "chelsea.jpg")
@@ -61,26 +59,6 @@ def torch_loads(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 
     monkeypatch.setattr(torch, "load", spy)
     return calls
-
-
-def drop(window, paths: list[str]) -> None:
-    """What Qt does when files are dropped on the window: their URLs, as a file manager
-    writes them (the bytes of the name, percent-encoded)."""
-    mime = QMimeData()
-    mime.setUrls([file_url(path) for path in paths])
-    event = QDropEvent(
-        QPointF(10, 10),
-        Qt.DropAction.CopyAction,
-        mime,
-        Qt.MouseButton.NoButton,
-        Qt.KeyboardModifier.NoModifier,
-    )
-    window.dropEvent(event)
-    assert event.isAccepted()
-
-
-def file_url(path: str) -> QUrl:
-    return QUrl.fromEncoded(b"file://" + urllib.parse.quote(os.fsencode(path)).encode("ascii"))
 
 
 def vanish_after_listing(monkeypatch: pytest.MonkeyPatch, corpus: Corpus) -> None:

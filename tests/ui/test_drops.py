@@ -8,27 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication
 
+from tests.ui.dropping import drop
+
 SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
 CHELSEA = str(SAMPLES / "chelsea.jpg")
-
-
-def drop(window, paths: list[str]) -> None:
-    """What Qt does when files are dropped on the window."""
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(path) for path in paths])
-    event = QDropEvent(
-        QPointF(10, 10),
-        Qt.DropAction.CopyAction,
-        mime,
-        Qt.MouseButton.NoButton,
-        Qt.KeyboardModifier.NoModifier,
-    )
-    window.dropEvent(event)
-    assert event.isAccepted()
 
 
 @pytest.fixture

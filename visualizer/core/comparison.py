@@ -26,9 +26,10 @@ from visualizer.core.export import (
     GRADCAM_METHOD,
     ExportOptions,
     save_png,
+    stage_grid,
     write_atomically,
 )
-from visualizer.core.render import ORDERS, SCALES, Grid, overlay, render_grid
+from visualizer.core.render import ORDERS, SCALES, Grid, overlay
 from visualizer.core.stage_summary import StageRow, stage_rows
 
 COLUMN = 880  # pixels: each network's grid fits a COLUMN × COLUMN box
@@ -103,14 +104,7 @@ def compare(
     """
     sides = []
     for analyzer, result, maps in zip(analyzers, results, cams, strict=True):
-        weights = maps[stage].channel_weights if options.order == "gradcam" else None
-        grid = render_grid(
-            result.stages[stage],
-            colormap=options.colormap,
-            scale=options.scale,
-            order=options.order,
-            weights=weights,
-        )
+        grid = stage_grid(result, stage, options, maps)
         cam = maps[options.cam_stage or STAGE_NAMES[-1]]
         sides.append(ComparedSide(result, grid, stage, cam, stage_rows(analyzer.model, result)))
     return sides

@@ -91,14 +91,7 @@ def export_result(
         cams = analyzer.gradcams(result, sorted(wanted), options.target) if wanted else {}
     written = []
     for stage in options.stages:
-        weights = cams[stage].channel_weights if options.order == "gradcam" else None
-        grid = render_grid(
-            result.stages[stage],
-            colormap=options.colormap,
-            scale=options.scale,
-            order=options.order,
-            weights=weights,
-        )
+        grid = stage_grid(result, stage, options, cams)
         written.append(save_grid(folder / next(names), result, stage, grid))
     if options.cam_stage is not None:
         cam = cams[options.cam_stage]
@@ -106,6 +99,21 @@ def export_result(
         written.append(save_overlay(folder / next(names), result, cam, label, options))
     written.append(save_timings(folder / next(names), result.timings))
     return written
+
+
+def stage_grid(
+    result: AnalysisResult, stage: str, options: ExportOptions, cams: Mapping[str, GradCam]
+) -> Grid:
+    """The tile grid of ``stage`` as ``options`` ask; ordered by Grad-CAM weight, from ``cams``
+    (which then must hold ``stage``)."""
+    weights = cams[stage].channel_weights if options.order == "gradcam" else None
+    return render_grid(
+        result.stages[stage],
+        colormap=options.colormap,
+        scale=options.scale,
+        order=options.order,
+        weights=weights,
+    )
 
 
 def save_grid(path: str | os.PathLike[str], result: AnalysisResult, stage: str, grid: Grid) -> Path:
