@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from models import build_model
+from visualizer.bench import engine as bench
+from visualizer.bench.engine import BenchReport
 from visualizer.cli import main
-from visualizer.core import bench
-from visualizer.core.bench import BenchReport
 from visualizer.core.timing import leaf_modules
 
 RATIOS = ("P1", "P2", "P3", "P3b", "P4", "P4b", "P9")

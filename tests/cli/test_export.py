@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from visualizer import cli_export
+from visualizer import core as engine
 from visualizer.cli import main
 from visualizer.core import Analyzer
 from visualizer.core.export import ExportOptions, output_names
@@ -73,7 +73,7 @@ def shared_analyzers() -> Iterator[None]:
         return built[key]
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli_export, "Analyzer", analyzer)
+        patch.setattr(engine, "Analyzer", analyzer)
         yield
 
 
@@ -501,7 +501,7 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("CUDA driver initialisation failed\nsecond line")
 
-    monkeypatch.setattr(cli_export, "Analyzer", broken)
+    monkeypatch.setattr(engine, "Analyzer", broken)
     image = write_image(tmp_path / "p.jpg")
     status = main(["export", str(image), "--out", str(tmp_path / "out"), "--weights", "random"])
     err = capsys.readouterr().err

@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from visualizer import cli_export
+from visualizer import core as engine
 from visualizer.cli import main
 from visualizer.core import Analyzer
 
@@ -46,7 +46,7 @@ def shared(model: str, weights: str, device: str) -> Analyzer:
 def shared_analyzers() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
-            cli_export,
+            engine,
             "Analyzer",
             lambda model, weights, device: shared(model, str(weights), str(device)),
         )

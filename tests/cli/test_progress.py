@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from visualizer.cli import main
-from visualizer.cli_progress import BAR_WIDTH, Progress
+from visualizer.cli.progress import BAR_WIDTH, Progress
 
 COLUMNS = 60
 WIDTH = COLUMNS - 1  # the bar leaves the last column free

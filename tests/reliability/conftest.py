@@ -49,17 +49,17 @@ class Run(NamedTuple):
 def fmviz(resnet, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
     """``fmviz(*words)``: the command line, in-process; ``--weights random`` for ResNet101 on
     the test device is the shared network, any other weights are loaded as fmviz would."""
-    from visualizer import cli_export
+    from visualizer import core as engine
     from visualizer.cli import main
 
-    real = cli_export.Analyzer
+    real = engine.Analyzer
 
     def analyzer(model: str, weights: str, device: str, **options: Any):
         if (model, weights, device) == ("resnet101", "random", resnet.device.type):
             return resnet
         return real(model, weights, device, **options)
 
-    monkeypatch.setattr(cli_export, "Analyzer", analyzer)
+    monkeypatch.setattr(engine, "Analyzer", analyzer)
 
     def run(*words: object) -> Run:
         out, err = io.StringIO(), io.StringIO()

@@ -238,12 +238,12 @@ def test_a_lost_network_given_by_the_caller_is_a_clear_error(
 def test_fmviz_export_says_it_fell_back(
     analyzer_of, pretend_cuda: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from visualizer import cli_export
+    from visualizer import core as engine
     from visualizer.cli import main
 
     analyzer = Analyzer(analyzer_of("resnet101").model, device="cpu")
     PretendGpu(analyzer, OUT_OF_MEMORY, "_forward")
-    monkeypatch.setattr(cli_export, "Analyzer", lambda *_args, **_kwargs: analyzer)
+    monkeypatch.setattr(engine, "Analyzer", lambda *_args, **_kwargs: analyzer)
     image = tmp_path / "photo.png"
     gradient_image().save(image)
     status, out, err = run_cli(main, [image, "--out", tmp_path / "out", "--stages", "C5"])
@@ -516,10 +516,10 @@ def run_cli(main: Callable[[list[str]], int], words: list[object]) -> tuple[int,
 @pytest.fixture
 def cli(analyzer_of, monkeypatch: pytest.MonkeyPatch) -> Callable[[list[object]], tuple]:
     """``fmviz export`` in-process, on the shared random networks."""
-    from visualizer import cli_export
+    from visualizer import core as engine
     from visualizer.cli import main
 
-    monkeypatch.setattr(cli_export, "Analyzer", lambda model, *_args, **_kw: analyzer_of(model))
+    monkeypatch.setattr(engine, "Analyzer", lambda model, *_args, **_kw: analyzer_of(model))
     return lambda words: run_cli(main, words)
 
 

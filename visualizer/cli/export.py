@@ -6,25 +6,90 @@ import argparse
 import dataclasses
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from models import MODEL_NAMES, WeightsError
-from models.weights import PATH_SHOWN, shown
-from visualizer.cli_progress import Progress
-from visualizer.core import AnalysisResult, Analyzer, DeviceError, ImageLoadError, load_image
-from visualizer.core.comparison import export_comparison, shared_target
-from visualizer.core.export import ExportOptions, export_result, fitting_stem
+from visualizer.choices import COLORMAPS, MODELS, STAGES
+from visualizer.cli.options import add_model_options, class_index, error, stage, stages
+from visualizer.cli.progress import Progress
+
+if TYPE_CHECKING:
+    from visualizer.core import AnalysisResult, Analyzer
+    from visualizer.core.export import ExportOptions
 
 
-def export_images(args: argparse.Namespace, *, error: Callable[[str], None]) -> int:
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write stage grids, Grad-CAM overlays and timings of images to a folder",
+        description=(
+            "For each IMAGE write <stem>_<model>_<stage>.png (tile grid of every channel), "
+            "<stem>_<model>_gradcam_<stage>.png (Grad-CAM over the image) and "
+            "<stem>_<model>_timings.csv (per-layer milliseconds)."
+        ),
+    )
+    export.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    export.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    add_model_options(export)
+    export.add_argument(
+        "--stages",
+        type=stages,
+        default=STAGES,
+        metavar="all|C1,C3,...",
+        help="stages to write grids of (default: all)",
+    )
+    export.add_argument(
+        "--cam-stage",
+        type=stage,
+        default="C5",
+        metavar="STAGE",
+        help="stage of the Grad-CAM overlay (default C5)",
+    )
+    export.add_argument(
+        "--target",
+        type=class_index,
+        metavar="INDEX",
+        help="ImageNet class index 0–999 for Grad-CAM (default: the top-1 class)",
+    )
+    export.add_argument("--colormap", choices=COLORMAPS, default="viridis", help="grid colormap")
+    export.add_argument(
+        "--scale",
+        choices=("channel", "stage"),
+        default="channel",
+        help="min–max per channel (default) or one min–max across the stage",
+    )
+    export.add_argument(
+        "--order",
+        choices=("index", "mean", "gradcam"),
+        default="index",
+        help="tile order: channel index (default), mean activation, Grad-CAM weight",
+    )
+    export.add_argument(
+        "--compare",
+        action="store_true",
+        help=(
+            "export both networks, and their comparison: <stem>_compare_<stage>.png per stage "
+            "(both networks' Grad-CAMs of one class: --target, else the top-1 of --model) and "
+            "<stem>_compare_timings.csv"
+        ),
+    )
+    export.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
     """Export ``args.images`` to ``args.out``; 0 when all are done, 1 when any failed."""
+    # The engine imports torch: loaded here, not when the command line starts.
+    from models import WeightsError  # noqa: PLC0415
+    from models.weights import PATH_SHOWN, shown  # noqa: PLC0415
+    from visualizer.core import Analyzer, DeviceError  # noqa: PLC0415
+    from visualizer.core.export import ExportOptions  # noqa: PLC0415
+
     out: Path = args.out
     problem = _unwritable(out)
     if problem:
         error(f"{shown(out, PATH_SHOWN)}: {problem}")
         return 1
-    names = list(MODEL_NAMES) if args.compare else [args.model]
+    names = list(MODELS) if args.compare else [args.model]
     lead = names.index(args.model)  # in a comparison, its top-1 is the class both explain
     try:
         analyzers = [Analyzer(name, args.weights, args.device) for name in names]
@@ -78,6 +143,9 @@ def _export_one(
     With two networks, their comparison is written too: its Grad-CAMs explain one class
     (``options.target``, else the top-1 of ``analyzers[lead]``).
     """
+    from models.weights import PATH_SHOWN, shown  # noqa: PLC0415
+    from visualizer.core import ImageLoadError, load_image  # noqa: PLC0415
+
     name = shown(path, PATH_SHOWN)
     try:
         image = load_image(path)
@@ -112,6 +180,9 @@ def _write(
     Each network's own files explain its own top-1 class unless ``--target`` names one, as
     without ``--compare``; the comparison explains one class for both.
     """
+    from visualizer.core.comparison import export_comparison, shared_target  # noqa: PLC0415
+    from visualizer.core.export import export_result  # noqa: PLC0415
+
     written = sum(
         len(export_result(analyzer, result, out, stem, options))
         for analyzer, result in zip(analyzers, results, strict=True)
@@ -152,6 +223,8 @@ def _distinct(paths: list[str]) -> list[str]:
 def _unique_stems(paths: list[str]) -> list[str]:
     """File stems, cut to fit, with ``-2``, ``-3`` … added where an input's stem is taken
     already."""
+    from visualizer.core.export import fitting_stem  # noqa: PLC0415
+
     stems = [fitting_stem(Path(path).stem) or "image" for path in paths]
     taken = set(stems)
     unique = []

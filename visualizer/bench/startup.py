@@ -32,7 +32,7 @@ WHAT = {
     "and torchvision, building the network and running one forward",
     "P7": "longest event-loop stall (ms) while the network loads and runs behind the window",
 }
-SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
 SAMPLE, SECOND = SAMPLES / "astronaut.jpg", SAMPLES / "coffee.jpg"
 REFERENCE = """
 import sys, torch, torchvision

@@ -20,8 +20,8 @@ from PIL import Image
 from torch import nn
 
 from models import STAGE_NAMES
+from visualizer.bench.memory import MemoryReport, measure_memory
 from visualizer.core.analysis import Analyzer
-from visualizer.core.bench_memory import MemoryReport, measure_memory
 from visualizer.core.export import ExportOptions, export_result
 from visualizer.core.images import load_image
 from visualizer.core.render import render_grid

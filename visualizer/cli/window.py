@@ -1,0 +1,64 @@
+"""``fmviz [IMAGE ...]``: open the window."""
+
+from __future__ import annotations
+
+import argparse
+
+from visualizer.choices import DEVICES, MODELS
+from visualizer.cli.options import add_weights_option, screenshot_path
+
+
+def parser() -> argparse.ArgumentParser:
+    """The parser of ``fmviz [IMAGE ...] [options]``; its epilog lists the commands."""
+    from visualizer import __version__  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog="fmviz",
+        usage="fmviz [IMAGE ...] [--compare] [options]\n       fmviz {info,export,bench} ...",
+        description=(
+            "Look inside VGG16 and ResNet101, stage by stage: opens the window with the images "
+            "given (else the bundled samples)."
+        ),
+        epilog=(
+            "commands (fmviz COMMAND -h for their options):\n"
+            "  info     the networks' C1–C5 stages and parameters, and their weights\n"
+            "  export   write stage grids, Grad-CAM overlays and timings of images to a folder\n"
+            "  bench    time every layer, and fmviz against torchvision and Captum"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fmviz {__version__}")
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders")
+    parser.add_argument(
+        "--model", choices=MODELS, help="network (default: the last used, else resnet101)"
+    )
+    add_weights_option(parser)
+    parser.add_argument("--device", choices=DEVICES, help="default: the last used, else auto")
+    parser.add_argument(
+        "--compare",
+        action=argparse.BooleanOptionalAction,
+        help="open in compare mode, VGG16 and ResNet101 side by side, or not (default: as the "
+        "window was last closed, unless --model, a weights file or --screenshot is given)",
+    )
+    parser.add_argument(
+        "--screenshot",
+        type=screenshot_path,
+        metavar="PATH",
+        help="save a PNG of the window once the first view is complete, then exit",
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the window and run until it closes; the exit status."""
+    from visualizer.ui.app import run as run_app  # noqa: PLC0415
+
+    return run_app(
+        args.images,
+        model=args.model,
+        weights=args.weights,
+        device=args.device,
+        screenshot=args.screenshot,
+        compare=args.compare,
+    )
