@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,30 @@ def test_opening_the_window_imports_no_torch_before_it(modules_after) -> None:
     assert "PySide6.QtWidgets" in loaded
     assert "pyqtgraph" in loaded
     assert not {"torch", "torchvision", "captum"} & loaded
+
+
+@pytest.fixture
+def no_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Linux machine with no display and no Qt platform chosen."""
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+
+
+@pytest.mark.usefixtures("no_display")
+def test_no_display_is_one_error_before_qt_loads(
+    opened, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["a.jpg"]) == 1
+    assert capsys.readouterr().err == (
+        "error: no display to open the window on (DISPLAY is not set); use --screenshot PATH "
+        "to save a picture of it, or fmviz export\n"
+    )
+    assert opened == []
+
+
+@pytest.mark.usefixtures("no_display")
+def test_a_screenshot_with_no_display_is_taken_offscreen(opened, tmp_path: Path) -> None:
+    assert main(["a.jpg", "--screenshot", str(tmp_path / "out.png")]) == 0
+    assert len(opened) == 1
+    assert os.environ["QT_QPA_PLATFORM"] == "offscreen"

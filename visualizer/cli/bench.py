@@ -6,7 +6,7 @@ import argparse
 import json
 
 from visualizer.choices import DEVICES, MODELS
-from visualizer.cli.options import DEFAULT_MODEL, positive
+from visualizer.cli.options import DEFAULT_MODEL, error, positive
 from visualizer.cli.progress import Progress
 
 
@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
             progress=progress.update,
             channels_last=args.channels_last,
         )
-    except (DeviceError, WeightsError, RuntimeError) as error:
+    except (DeviceError, WeightsError, RuntimeError) as failure:
         progress.close()
-        error(str(error))
+        error(str(failure))
         return 1
     progress.close()
     results = report.as_json()
@@ -88,9 +88,9 @@ def _bench_startup(args: argparse.Namespace) -> int:
     progress = Progress(runs, label=f"bench --startup {args.model}")
     try:
         report = run_startup_bench(args.model, args.device, runs, progress=progress.update)
-    except RuntimeError as error:
+    except RuntimeError as failure:  # DeviceError too: the device asked for is not here
         progress.close()
-        error(str(error))
+        error(str(failure))
         return 1
     progress.close()
     elsewhere = {key: "measured by fmviz bench" for key in KEYS if key not in STARTUP_KEYS}

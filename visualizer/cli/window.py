@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from visualizer.choices import DEVICES, MODELS
-from visualizer.cli.options import add_weights_option, screenshot_path
+from visualizer.cli.options import add_weights_option, error, screenshot_path
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,7 +33,11 @@ def parser() -> argparse.ArgumentParser:
         "--model", choices=MODELS, help="network (default: the last used, else resnet101)"
     )
     add_weights_option(parser)
-    parser.add_argument("--device", choices=DEVICES, help="default: the last used, else auto")
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        help="default: the last used, else auto (with --screenshot: auto)",
+    )
     parser.add_argument(
         "--compare",
         action=argparse.BooleanOptionalAction,
@@ -52,6 +56,13 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Open the window and run until it closes; the exit status."""
+    from visualizer.ui.platform_check import prepare  # noqa: PLC0415 (no Qt in it)
+
+    # Before Qt loads: where its platform plugin cannot start, Qt aborts the process.
+    problem = prepare(screenshot=bool(args.screenshot))
+    if problem:
+        error(problem)
+        return 1
     from visualizer.ui.app import run as run_app  # noqa: PLC0415
 
     return run_app(

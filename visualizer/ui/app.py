@@ -76,22 +76,21 @@ def run(
     screenshot: str | None = None,
     compare: bool | None = None,
 ) -> int:
-    """Open the window and run until it closes; returns the exit status."""
-    if not _has_display():
-        if not screenshot:
-            print(
-                "error: no display to open the window on (DISPLAY is not set); "
-                "use --screenshot PATH to save a picture of it, or fmviz export",
-                file=sys.stderr,
-            )
-            return 1
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
+    """Open the window and run until it closes; returns the exit status.
+
+    Qt aborts the process where its platform plugin cannot start: the caller checks first,
+    before Qt loads (``platform_check.prepare``, as ``fmviz`` does).
+    """
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("fmviz")
     app.setOrganizationName("fmviz")
     app.setStyle("Fusion")
-    if screenshot and compare is None:
-        compare = False  # a screenshot shows what the command line says, not the last session
+    if screenshot:
+        # A screenshot shows what the command line says, not the last session: its mode, and
+        # its device (a device saved from another session may be missing here, and the run
+        # would fail on what it was not asked for).
+        compare = False if compare is None else compare
+        device = device or "auto"
     window = create_window(paths, model=model, weights=weights, device=device, compare=compare)
     previous_hook = sys.excepthook
     sys.excepthook = _reporting_to(window)
@@ -110,24 +109,35 @@ def run(
 
 
 class ScreenshotOnFirstView:
-    """Saves a grab of the window once its first complete view is on screen, then quits."""
+    """Saves a grab of the window once its first complete view is on screen, then quits.
+
+    The exit status is ``fmviz export``'s: 0 when nothing failed; 1 when something did, with
+    one ``error:`` line each. What the command line asked for (the network, its weights, its
+    device) failing ends the run at once, with no screenshot, although the window itself falls
+    back to another network to show something; an image that cannot be read leaves the others,
+    and the screenshot of the first is still saved.
+    """
 
     def __init__(self, window: MainWindow, path: str) -> None:
         self.window, self.path = window, path
-        self.done = False
+        self.asked = window.spec  # the network as the command line asked for it
+        self.shown = False  # the first complete view is on screen: saved soon
+        self.finished = False  # the exit status is decided
         self.errors = 0
         window.view_shown.connect(self._shown)
         window.error_shown.connect(self._error_shown)
         window.worker.replied.connect(self._replied)  # after the window's own handler
 
     def _shown(self) -> None:
-        if not self.done:
-            self.done = True
+        if not (self.shown or self.finished):
+            self.shown = True
             QTimer.singleShot(SETTLE_MS, self._save)
 
     def _save(self) -> None:
         from visualizer.core.export import write_atomically  # noqa: PLC0415
 
+        if self.finished:
+            return
         buffer = QBuffer()
         buffer.open(QIODevice.OpenModeFlag.WriteOnly)
         self.window.grab().save(buffer, "PNG")
@@ -137,26 +147,32 @@ class ScreenshotOnFirstView:
             self._fail(f"{self.path}: cannot save the screenshot ({error.strerror or error})")
             return
         print(f"saved {self.path}", file=sys.stderr)
-        QApplication.exit(0)
+        self.finished = True
+        QApplication.exit(1 if self.errors else 0)  # as export: 1 when any input failed
 
     def _error_shown(self, text: str) -> None:
-        if not self.done:
+        if not self.finished:
             self.errors += 1
             print(f"error: {text}", file=sys.stderr)
 
     def _replied(self, reply: Reply) -> None:
-        if self.done:
+        if self.shown or self.finished:
             return
-        if not self.window.worker.is_current(reply):
+        failed = reply.error is not None and reply.kind.startswith(("model", "view"))
+        if failed and reply.context == self.asked:
+            # Checked before whether it is current: the window has already asked for the
+            # network it falls back to, and would show that one instead.
+            self._fail()
+        elif not self.window.worker.is_current(reply):
             return  # overtaken: its failure does not decide what the screenshot shows
-        if reply.error is not None and reply.kind.startswith(("model", "view")):
+        elif failed:
             self._fail()  # the network or the analysis failed: there will be no view
         elif not self.window.pictures and self.window.idle():
             self._fail(None if self.errors else "no image to show")
 
     def _fail(self, text: str | None = None) -> None:
         """Exit 1; the errors that led here are already printed, one line each."""
-        self.done = True
+        self.finished = True
         if text:
             print(f"error: {text}", file=sys.stderr)
         QApplication.exit(1)
@@ -170,10 +186,3 @@ def _reporting_to(window: MainWindow):
         window.show_error(f"unexpected {kind.__name__}: {' '.join(str(error).split())[:300]}")
 
     return hook
-
-
-def _has_display() -> bool:
-    """False on a Linux machine with no X11 or Wayland display and no Qt platform chosen."""
-    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

@@ -1,0 +1,111 @@
+"""One verdict per request, whatever the front end: the same bad request exits with the same
+status and says the same ``error:`` line in the window's command line (``--screenshot``),
+``fmviz export``, ``fmviz bench`` and ``fmviz info``, wherever the option exists.
+
+The window runs as ``fmviz`` runs it, in a subprocess (offscreen); the commands in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from visualizer.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+CHELSEA = str(ROOT / "assets" / "samples" / "chelsea.jpg")
+MISSING = "/nonexistent/missing.jpg"
+WEIGHTS = "/nonexistent/weights.pth"
+
+
+@dataclass(frozen=True)
+class Request:
+    options: tuple[str, ...]
+    images: tuple[str, ...]
+    says: str  # the start of the one error line
+    partly_done: bool = False  # the other images are still shown or exported
+
+
+REQUESTS = {
+    "no CUDA": Request(("--device", "cuda"), (CHELSEA,), "error: CUDA is not available"),
+    "no weights file": Request(
+        ("--weights", WEIGHTS), (CHELSEA,), f"error: {WEIGHTS}: no such file"
+    ),
+    "no image file": Request((), (MISSING,), f"error: {MISSING}: no such file"),
+    "one image of two missing": Request(
+        (), (CHELSEA, MISSING), f"error: {MISSING}: no such file", partly_done=True
+    ),
+}
+# The front ends that take each request (bench takes no image and no weights, info no device).
+CASES = [
+    *[(name, "window") for name in REQUESTS],
+    *[(name, "export") for name in REQUESTS],
+    ("no CUDA", "bench"),
+    ("no CUDA", "bench --startup"),
+    ("no weights file", "info"),
+]
+
+
+def run_window(request: Request, folder: Path) -> tuple[int, str, bool]:
+    """``fmviz IMAGE ... --screenshot OUT``: status, stderr, whether the screenshot is saved."""
+    shot = folder / "shot.png"
+    environment = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "FMVIZ_SETTINGS": str(folder / "settings.ini"),
+    }
+    options = ("--weights", "random", *request.options)
+    done = subprocess.run(
+        [sys.executable, "-m", "visualizer", *request.images, *options, "--screenshot", str(shot)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=folder,
+        timeout=300,
+        check=False,
+    )
+    return done.returncode, done.stderr, shot.exists()
+
+
+def run_command(
+    front_end: str, request: Request, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, bool]:
+    """The command in-process: status, stderr, whether it wrote anything."""
+    out = folder / "out"
+    if front_end == "export":
+        options = ("--weights", "random", *request.options)
+        words = ["export", *request.images, "--out", str(out), "--stages", "C5", *options]
+    elif front_end.startswith("bench"):
+        words = [*front_end.split(), "--runs", "1", *request.options]
+    else:
+        words = ["info", "--model", "resnet101", *request.options]
+    capsys.readouterr()
+    status = main(words)
+    return status, capsys.readouterr().err, out.is_dir() and any(out.iterdir())
+
+
+@pytest.mark.parametrize(("name", "front_end"), CASES, ids=[f"{n}: {f}" for n, f in CASES])
+def test_the_same_request_gets_the_same_verdict(
+    name: str, front_end: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = REQUESTS[name]
+    if "--device" in request.options:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    if front_end == "window":
+        status, stderr, wrote = run_window(request, tmp_path)
+    else:
+        status, stderr, wrote = run_command(front_end, request, tmp_path, capsys)
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert errors[0].startswith(request.says), stderr
+    assert "Traceback" not in stderr
+    assert status == 1, stderr
+    assert wrote == request.partly_done
