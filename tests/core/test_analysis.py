@@ -370,3 +370,78 @@ def analysed_cam(result: AnalysisResult, device: str) -> np.ndarray:
     """The Grad-CAM at C4 of the usual layout's analyzer, for the same class."""
     analyzer = Analyzer(build_model("resnet101", "random"), device=device, progress=False)
     return analyzer.gradcam(result, "C4", result.topk[0][0])
+
+
+class SlowFirstPass:
+    """Makes the first pass through a network's first convolution take ``seconds`` longer, as
+    a cold first pass does (allocations, kernel selection), and counts the passes. The delay is
+    inside the layer's ``forward``, where per-layer timing sees it."""
+
+    def __init__(self, analyzer: Analyzer, seconds: float) -> None:
+        import time
+
+        self.passes = 0
+        self.layer = next(m for m in analyzer.model.modules() if isinstance(m, nn.Conv2d))
+        plain = type(self.layer).forward.__get__(self.layer)
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            self.passes += 1
+            if self.passes == 1:
+                time.sleep(seconds)
+            return plain(x)
+
+        self.layer.__dict__["forward"] = forward
+
+    def remove(self) -> None:
+        del self.layer.__dict__["forward"]
+
+
+def test_timings_are_steady_state_the_cold_first_pass_is_not_timed(
+    analyzer_of: AnalyzerOf, image: Image.Image
+) -> None:
+    """The first analysis after start-up must not show the one-off cost of a cold first pass."""
+    analyzer = Analyzer(analyzer_of("vgg16").model, device="cpu")
+    slow = SlowFirstPass(analyzer, 0.5)
+    try:
+        first = analyzer.analyze(image)
+        second = analyzer.analyze(image)
+    finally:
+        slow.remove()
+    assert slow.passes == 3  # one untimed warm-up, then one pass per analysis
+    first_conv_ms = next(ms for _, kind, ms in first.timings if kind == "Conv2d")
+    assert first_conv_ms < 500  # the 0.5 s of the cold pass is not in the timings
+    assert not first.cold
+    assert not second.cold
+    assert first.timing == second.timing == "steady state: after one untimed warm-up pass"
+
+
+def test_without_a_warm_up_the_cold_first_pass_is_labelled_as_such(
+    analyzer_of: AnalyzerOf, image: Image.Image
+) -> None:
+    analyzer = Analyzer(analyzer_of("vgg16").model, device="cpu", warm_up=False)
+    slow = SlowFirstPass(analyzer, 0.3)
+    try:
+        first = analyzer.analyze(image)
+        second = analyzer.analyze(image)
+    finally:
+        slow.remove()
+    assert slow.passes == 2
+    first_conv_ms = next(ms for _, kind, ms in first.timings if kind == "Conv2d")
+    assert first_conv_ms >= 300
+    assert first.cold
+    assert first.timing == "cold: the network's first pass on this device"
+    assert not second.cold
+
+
+def test_with_timings_off_there_is_no_warm_up_pass(
+    analyzer_of: AnalyzerOf, image: Image.Image
+) -> None:
+    analyzer = Analyzer(analyzer_of("vgg16").model, device="cpu", timings=False)
+    slow = SlowFirstPass(analyzer, 0.0)
+    try:
+        result = analyzer.analyze(image)
+    finally:
+        slow.remove()
+    assert slow.passes == 1
+    assert result.timings == []
+    assert not result.cold

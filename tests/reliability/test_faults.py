@@ -98,7 +98,8 @@ def pretend_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
 
 class PretendGpu:
     """Makes ``analyzer`` believe it runs on CUDA 0, where ``fails_in`` (``"_forward"``, the
-    analysis, or ``"_grad_cams"``) raises ``error`` in the network's last layer.
+    analysis, or ``"_grad_cams"``) raises ``error`` in the network's last layer (the untimed
+    warm-up pass before the first analysis runs there too, without failing).
 
     The passes run on the CPU either way (the GPU is pretended): the failing one with the
     analyzer's hooks and timing wrappers in place, as on a real GPU.
@@ -109,7 +110,7 @@ class PretendGpu:
         self.error = error
         self.failures = 0
         self.gpu = torch.device("cuda", 0)
-        for method in ("_forward", "_grad_cams"):
+        for method in ("_warm_up_pass", "_forward", "_grad_cams"):
             real = getattr(analyzer, method)
             setattr(analyzer, method, self._wrap(real, fail=method == fails_in))
         analyzer.device = self.gpu

@@ -192,6 +192,9 @@ def test_compare_mode_shows_both_networks_on_the_same_picture(open_window, refer
         assert count == pytest.approx(everything, abs=tolerance)
         assert f"<b>{LABELS[model]}</b> {milliseconds:.1f} ms" in strip.totals.text()
         assert f"{everything / 1e6:.1f} M parameters" in strip.totals.text()
+        # Both sides timed the same way, and the strip says which once.
+        assert data.timing == "steady state: after one untimed warm-up pass"
+        assert strip.totals.text().count("untimed warm-up pass") == 1
         assert sorted(strip.bars) == [0, 1]
         heights = strip.bars[side].opts["height"]
         np.testing.assert_allclose(heights, [row.ms for row in data.stage_rows])

@@ -97,6 +97,9 @@ def test_launch_shows_the_first_sample_as_the_core_computes_it(
     assert names == [name for name, _, _ in expected.timings]
     assert set(names) == leaf_layers(analyzer_of("resnet101").model)
     assert "311 layers" in window.timing.timings.totals.text()
+    # Steady-state timings, and the window says how they were taken.
+    assert not expected.cold
+    assert "after one untimed warm-up pass" in window.timing.timings.totals.text()
 
     # Random weights: said above the views, and in the status bar.
     assert len(window.banner.messages) == 1

@@ -25,6 +25,9 @@ from visualizer.core.preprocess import Preprocessing
 from visualizer.core.timing import LayerTimer, Timing
 
 TOP_K = 5
+# How result.timings were measured, in words, for the window, exports and metadata.
+STEADY_TIMING = "steady state: after one untimed warm-up pass"
+COLD_TIMING = "cold: the network's first pass on this device"
 DEFAULT_CAM_STAGE = "C5"  # the last convolutional stage, as in the Grad-CAM paper
 _tokens = itertools.count(1)
 # One lock a network: analyzers sharing a network take turns, since a pass puts hooks and
@@ -61,6 +64,14 @@ class AnalysisResult:
     analyzer: int = field(default=0, repr=False)  # which Analyzer made it (its token)
     # Each timed layer's output shape (batch first), by layer name; empty with timings off.
     layer_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    # True when ``timings`` come from the network's first pass on its device (no warm-up):
+    # such a pass pays one-off costs (allocations, kernel choices) and is many times slower.
+    cold: bool = field(default=False, repr=False)
+
+    @property
+    def timing(self) -> str:
+        """How ``timings`` were measured, in words (``STEADY_TIMING`` or ``COLD_TIMING``)."""
+        return COLD_TIMING if self.cold else STEADY_TIMING
 
     @property
     def size(self) -> tuple[int, int]:
@@ -79,6 +90,10 @@ class Analyzer:
         timings: time every layer (``result.timings``); off, the list is empty.
         channels_last: keep weights and activations channels-last on the device (faster
             convolutions on many GPUs); results are the same tensors, in the usual layout.
+        warm_up: before the first timed pass on a device, run the network once untimed, so
+            that ``timings`` are steady-state (the first pass on a CPU or GPU is typically
+            2–20× slower: memory allocation, kernel selection, lazy initialisation). Off, the
+            first result's timings are that cold pass, and ``result.cold`` says so.
 
     Examples::
 
@@ -96,6 +111,7 @@ class Analyzer:
         timings: bool = True,
         progress: bool = True,
         channels_last: bool = False,
+        warm_up: bool = True,
     ) -> None:
         self.device = resolve_device(device)
         self._weights = weights if isinstance(model, str) else None
@@ -117,6 +133,8 @@ class Analyzer:
         self.categories: list[str] = list(weights_entry.meta["categories"])
         self.preprocessing = Preprocessing.for_weights(weights_entry)
         self.timings = timings
+        self.warm_up = warm_up
+        self._warm = False  # a pass has run on the current device
         self.notice: str | None = None
         self._timer = LayerTimer(model)
         self._token = next(_tokens)
@@ -151,8 +169,11 @@ class Analyzer:
             )
         x = x.detach().to("cpu", torch.float32)
         with self._lock:
-            logits, stages, timings, shapes = self._on_device(self._forward, x)
+            if self.warm_up and self.timings and not self._warm:
+                self._on_device(self._warm_up_pass, x)
+            logits, stages, timings, shapes, cold = self._on_device(self._forward, x)
         return self._result(
+            cold=cold and self.timings,
             source=source,
             x=x,
             view=view,
@@ -199,11 +220,25 @@ class Analyzer:
         """Where the network runs, in words."""
         return describe_device(self.device)
 
+    def _warm_up_pass(self, x: torch.Tensor) -> None:
+        """One untimed pass, so that the timed one that follows is steady-state."""
+        x = x.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            self.model(x)
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+        self._warm = True
+
     def _forward(
         self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[Timing], dict[str, tuple[int, ...]]]:
-        """Logits, stages, timings and layer shapes; tensors copied to the CPU here, where a
-        failing device shows."""
+    ) -> tuple[
+        torch.Tensor, dict[str, torch.Tensor], list[Timing], dict[str, tuple[int, ...]], bool
+    ]:
+        """Logits, stages, timings, layer shapes, and whether this was the device's first pass
+        (cold); tensors copied to the CPU here, where a failing device shows."""
+        cold = not self._warm
         stages: dict[str, torch.Tensor] = {}
         shapes: dict[str, tuple[int, ...]] = {}
         x = x.to(self.device)
@@ -218,7 +253,8 @@ class Analyzer:
         if self.device.type == "cuda":  # the stages' copies to the host were queued: wait
             torch.cuda.current_stream(self.device).synchronize()
         on_cpu = {stage: stages[stage][0].to("cpu", torch.float32) for stage in STAGE_NAMES}
-        return logits[0].to("cpu", torch.float32), on_cpu, timings, shapes
+        self._warm = True
+        return logits[0].to("cpu", torch.float32), on_cpu, timings, shapes, cold
 
     def _grad_cams(
         self, result: AnalysisResult, stages: list[str], target: int
@@ -291,7 +327,10 @@ class Analyzer:
             failed = describe_device(self.device)
             reason = "ran out of memory" if isinstance(error, torch.OutOfMemoryError) else "failed"
         self._move_to_cpu()
+        self._warm = False
         self.notice = f"{failed} {reason}; running on the CPU from now on"
+        if work == self._forward and self.warm_up and self.timings:
+            self._warm_up_pass(*args)  # the CPU's first pass would be cold
         return work(*args)
 
     def _move_to_cpu(self) -> None:
@@ -314,6 +353,7 @@ class Analyzer:
     def _result(
         self,
         *,
+        cold: bool,
         source: str,
         x: torch.Tensor,
         view: Image.Image,
@@ -345,6 +385,7 @@ class Analyzer:
             trained=info.trained if info is not None else True,
             analyzer=self._token,
             layer_shapes=MappingProxyType(shapes),
+            cold=cold,
         )
 
     def _checked_target(self, target: int) -> int:

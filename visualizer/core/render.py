@@ -124,6 +124,33 @@ def grid_layout(
     return GridLayout(rows, columns, tile_height, tile_width, gutter, tuple(order))
 
 
+def fitting_columns(
+    count: int, tile_height: int, tile_width: int, aspect: float, *, gutter: int = 1
+) -> int:
+    """The number of tile columns that shows ``count`` tiles largest in a box whose width is
+    ``aspect`` × its height; among layouts within 2 % of the largest, the one with the fewest
+    empty slots in its last row.
+
+    Examples::
+
+        fitting_columns(64, 224, 224, 1.0)  # 8: 8×8 in a square
+        fitting_columns(64, 224, 224, 16 / 9)  # 11: 11×6 (two empty slots) in a wide pane
+    """
+    if count < 1:
+        raise ValueError("a grid needs at least one channel")
+    if not aspect > 0:
+        raise ValueError(f"aspect must be positive, not {aspect}")
+    candidates = []
+    for columns in range(1, count + 1):
+        rows = math.ceil(count / columns)
+        width = columns * (tile_width + gutter) - gutter
+        height = rows * (tile_height + gutter) - gutter
+        scale = min(aspect / width, 1.0 / height)  # the box is aspect × 1
+        candidates.append((scale, rows * columns - count, columns))
+    best = max(scale for scale, _, _ in candidates)
+    return min((empty, columns) for scale, empty, columns in candidates if scale >= 0.98 * best)[1]
+
+
 def channel_order(
     stage: torch.Tensor, by: str = "index", weights: torch.Tensor | None = None
 ) -> list[int]:

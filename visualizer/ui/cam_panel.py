@@ -176,6 +176,9 @@ class Predictions(QListWidget):
         super().__init__(parent)
         self.setObjectName("predictions")
         self.setToolTip("Click a class to see its Grad-CAM")
+        # Tall enough for all five rows: the top-5 never scrolls.
+        self.setFixedHeight(5 * (self.fontMetrics().height() + 2) + 2 * self.frameWidth() + 6)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.itemClicked.connect(
             lambda item: self.target_chosen.emit(item.data(Qt.ItemDataRole.UserRole))
         )

@@ -40,9 +40,6 @@ class ComparePane(QWidget):
         self.cam = CamView(minimum=180, method_line=False)
         self.predictions = Predictions()
         self.predictions.setMinimumWidth(180)
-        rows = 5 * (self.predictions.fontMetrics().height() + 2) + 8  # the top-5, no scrolling
-        self.predictions.setFixedHeight(rows)
-        self.predictions.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         beside = QWidget()  # the Grad-CAM over the top-5, to the right of the grid
         column = QVBoxLayout(beside)
         column.setContentsMargins(0, 0, 0, 0)

@@ -71,10 +71,12 @@ class ComparisonStrip(QWidget):
         layout.addWidget(self.totals)
         layout.addWidget(split, 1)
         self._shown: dict[int, tuple] = {}
+        self._timing: dict[int, str] = {}
 
     def show_side(self, side: int, data: ViewData | None) -> None:
         """Show network ``side`` (0 left, 1 right) from ``data``; None clears it."""
         rows = data.stage_rows if data is not None else ()
+        self._timing[side] = data.timing if data is not None else ""
         if self._shown.get(side) == rows:
             return
         self._shown[side] = rows
@@ -127,4 +129,6 @@ class ComparisonStrip(QWidget):
                 )
             else:
                 parts.append(f"{label}: waiting for its analysis…")
-        self.totals.setText(" · ".join(parts))
+        # Both sides are timed alike; say how, once (or each side's way if they differ).
+        timing = dict.fromkeys(text for text in self._timing.values() if text)
+        self.totals.setText(" · ".join(parts + list(timing)))

@@ -85,6 +85,7 @@ class ViewOptions:
     target: int | None = None  # Grad-CAM class; None: the top-1 class
     cam_colormap: str = "turbo"
     opacity: float = 0.5
+    aspect: float = 1.0  # the grid pane's width ÷ height: the tile columns fill it
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class ViewData:
     stage_rows: tuple[StageRow, ...]  # C1–C5 and the head: shape, time, parameters
     device: str
     notice: str | None
+    timing: str = ""  # how the layers were timed, e.g. after an untimed warm-up pass
 
     @property
     def total_ms(self) -> float:
@@ -204,7 +206,7 @@ class Session:
         weights = None
         if options.order == "gradcam":
             weights = self._cam(spec, picture, result, options.stage, target).channel_weights
-        grid = _grid(stage, options, weights)
+        grid = _grid(stage, options, weights, on_screen=True)
         probabilities = result.logits.float().softmax(0)
         return ViewData(
             picture=picture.key,
@@ -228,6 +230,7 @@ class Session:
             # as one during the analysis is: where the network runs now, and why.
             device=analyzer.describe_device() if analyzer.notice else result.device,
             notice=analyzer.notice or result.notice,
+            timing=result.timing,
         )
 
     def export(
@@ -448,16 +451,25 @@ def untrained_banner(infos: list[ModelInfo], *, load_weights: bool = True) -> st
     )
 
 
-def _grid(stage: Any, options: ViewOptions, cam_weights: Any) -> Grid:
-    from visualizer.core.render import render_grid  # noqa: PLC0415
+def _grid(stage: Any, options: ViewOptions, cam_weights: Any, *, on_screen: bool = False) -> Grid:
+    """The grid ``options`` ask for; ``on_screen``: its columns fill the pane's shape
+    (``options.aspect``), else near-square as ``fmviz export`` writes it."""
+    from visualizer.core.render import fitting_columns, render_grid  # noqa: PLC0415
 
+    top = options.top_n if options.top_n > 0 else None
+    columns = None
+    if on_screen:
+        channels, height, width = stage.shape
+        count = min(channels, top) if top else channels
+        columns = fitting_columns(count, height, width, options.aspect)
     return render_grid(
         stage,
         colormap=options.colormap,
         scale=options.scale,
         order=options.order,
         weights=cam_weights if options.order == "gradcam" else None,
-        top=options.top_n if options.top_n > 0 else None,
+        top=top,
+        columns=columns,
     )
 
 

@@ -143,6 +143,7 @@ class MainWindow(QMainWindow):
         self.errors = MessageBar("errors")
         self.grid = GridView()
         self.grid.channel_clicked.connect(self.show_channel)
+        self.grid.aspect_changed.connect(self._grid_resized)
         self.cam = CamPanel()
         self.cam.target_chosen.connect(lambda target: self.set_options(target=target))
         self.cam.colormap_chosen.connect(lambda name: self.set_options(cam_colormap=name))
@@ -155,6 +156,7 @@ class MainWindow(QMainWindow):
         self.compare_view.colormap_chosen.connect(lambda name: self.set_options(cam_colormap=name))
         self.compare_view.stage_chosen.connect(lambda stage: self.set_options(cam_stage=stage))
         self.compare_view.opacity_changed.connect(self._opacity_changed)
+        self.compare_view.panes[0].grid.aspect_changed.connect(self._grid_resized)
         self._lay_out()
         self._build_menus()
         self._build_status_bar()
@@ -691,6 +693,26 @@ class MainWindow(QMainWindow):
             self.busy.show()
         else:
             self.busy.hide()
+
+    def _grid_resized(self, aspect: float) -> None:
+        """The grid's pane changed shape: lay the tiles out again when other columns would
+        show them larger (a grid of the same columns is not rendered again)."""
+        aspect = round(aspect, 2)
+        grid = self.grid if not self.compare else self.compare_view.panes[0].grid
+        if aspect == self.options.aspect or not grid.isVisible():
+            return
+        data = self.data if not self.compare else self.compare_view.panes[0].data
+        if data is None or self._columns(data, aspect) == data.grid.layout.columns:
+            self.options = dataclasses.replace(self.options, aspect=aspect)  # for the next view
+            return
+        self.set_options(aspect=aspect)
+
+    @staticmethod
+    def _columns(data: ViewData, aspect: float) -> int:
+        from visualizer.core.render import fitting_columns  # noqa: PLC0415 (torch is loaded)
+
+        layout = data.grid.layout
+        return fitting_columns(len(layout.order), layout.tile_height, layout.tile_width, aspect)
 
     def _opacity_changed(self, opacity: float) -> None:
         self.options = dataclasses.replace(self.options, opacity=opacity)

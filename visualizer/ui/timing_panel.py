@@ -146,7 +146,7 @@ class TimingPanel(QWidget):
         )
         self.totals.setText(
             f"{parts} · <b>total {data.total_ms:.1f} ms</b> on {data.device}, "
-            f"{len(data.layers)} layers"
+            f"{len(data.layers)} layers · {data.timing}"
         )
 
     def _fill_table(self, data: ViewData, total: float) -> None:
