@@ -16,7 +16,13 @@ from torch import nn
 from models.resnet import ResNet101
 from models.stages import STAGE_NAMES, stage_module_names, stage_shapes
 from models.vgg import VGG16
-from models.weights import WeightsError, WeightsInfo, imagenet_weights, load_weights
+from models.weights import (
+    ImageNetUnavailable,
+    WeightsError,
+    WeightsInfo,
+    imagenet_weights,
+    load_weights,
+)
 
 _BUILDERS: dict[str, Callable[[], nn.Module]] = {"vgg16": VGG16, "resnet101": ResNet101}
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
@@ -25,6 +31,7 @@ __all__ = [
     "MODEL_NAMES",
     "STAGE_NAMES",
     "VGG16",
+    "ImageNetUnavailable",
     "ResNet101",
     "WeightsError",
     "WeightsInfo",

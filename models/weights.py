@@ -7,10 +7,13 @@ else, and anything that does not fit the network, is refused with a one-line ``W
 
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import re
 import socket
+import ssl
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +43,44 @@ IMAGENET_WEIGHTS = {
 
 class WeightsError(RuntimeError):
     """Weights could not be had. The message is one line: the source (file, URL) and why."""
+
+
+class ImageNetUnavailable(WeightsError):  # noqa: N818 - says what happened
+    """torchvision's ImageNet checkpoint is not cached and could not be downloaded.
+
+    The message starts with what the user can act on::
+
+        resnet101-cd907fc2.pth is not in /root/.cache/torch/hub/checkpoints and could not be
+        downloaded (no internet connection): put it there, or use --weights random
+
+    Attributes:
+        arch: the network, ``"vgg16"`` or ``"resnet101"``.
+        file: the checkpoint's file name, e.g. ``"resnet101-cd907fc2.pth"``.
+        folder: torch hub's checkpoint folder, where the file belongs (honours TORCH_HOME).
+        reason: why it could not be downloaded, short and human: ``"no internet connection"``,
+            ``"download interrupted"``, ``"server refused (HTTP 404)"``, …
+        url: where torchvision publishes the file (not in the message).
+    """
+
+    def __init__(self, arch: str, path: Path, reason: str, url: str) -> None:
+        self.arch = arch
+        self.file = path.name
+        self.folder = path.parent
+        self.reason = reason
+        self.url = url
+        super().__init__(
+            f"{shown(self.file, PATH_SHOWN)} is not in {shown(self.folder, PATH_SHOWN)} and could "
+            f"not be downloaded ({reason}): put it there, or use --weights random"
+        )
+
+    @property
+    def sentence(self) -> str:
+        """The failure as one sentence for a banner, e.g. ``"ImageNet weights for vgg16 are not
+        available (no internet connection): put vgg16-397923af.pth in /root/…/checkpoints."``"""
+        return (
+            f"ImageNet weights for {self.arch} are not available ({self.reason}): "
+            f"put {shown(self.file, PATH_SHOWN)} in {shown(self.folder, PATH_SHOWN)}."
+        )
 
 
 @dataclass(frozen=True)
@@ -305,28 +346,59 @@ def _unwrap(loaded: object, name: str) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{name}: the state dict is empty")
     if not all(isinstance(key, str) for key in loaded):
         raise WeightsError(f"{name}: not a state dict (its keys are not all names)")
-    state = dict(loaded)
-    for prefix in WRAPPER_PREFIXES:
-        if all(key.startswith(prefix) for key in state):
-            state = {key[len(prefix) :]: value for key, value in state.items()}
+    return strip_wrapper_prefixes(dict(loaded))
+
+
+def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with the prefixes that wrappers add to every key removed, in any order and nesting.
+
+    ``DataParallel`` adds ``module.``, ``torch.compile`` adds ``_orig_mod.``; a model wrapped in
+    both, or twice, has two or more of them, in the order it was wrapped (the outer wrapper's
+    first). A prefix is removed only while every key has it and something after it: on some keys
+    only, it is part of their names. Adding a wrapper is one entry in ``WRAPPER_PREFIXES``.
+    """
+    state = dict(state)
+    while state:
+        prefix = next(
+            (
+                prefix
+                for prefix in WRAPPER_PREFIXES
+                if all(key.startswith(prefix) and len(key) > len(prefix) for key in state)
+            ),
+            None,
+        )
+        if prefix is None:
+            break
+        state = {key[len(prefix) :]: value for key, value in state.items()}
     return state
 
 
 def _imagenet_file(arch: str, progress: bool) -> Path:
-    """The cached ImageNet checkpoint of ``arch``, downloaded through torch.hub when missing."""
+    """The cached ImageNet checkpoint of ``arch``, downloaded through torch.hub when missing.
+
+    Raises:
+        ImageNetUnavailable: not cached, and the download failed (the reason said in words).
+    """
     path = imagenet_checkpoint_path(arch)
     if path.is_file():
         return path
     url = imagenet_weights(arch).url
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        download(url, path, progress=progress)
-    except (OSError, RuntimeError, http.client.HTTPException) as error:
-        raise WeightsError(
-            f"{url}: ImageNet weights for {arch} are not cached and could not be downloaded "
-            f"({_one_line(error)}); put {path.name} in {path.parent} "
-            "or use random weights (--weights random)"
+    except OSError as error:
+        raise ImageNetUnavailable(
+            arch, path, f"cannot create the folder ({_os_words(error)})", url
         ) from None
+    try:
+        _reach(url)
+    except OSError as error:
+        raise ImageNetUnavailable(arch, path, _connect_reason(error), url) from None
+    try:
+        torch.hub.download_url_to_file(
+            url, str(path), hash_prefix=_hash_prefix(path), progress=progress
+        )
+    except (OSError, RuntimeError, http.client.HTTPException) as error:
+        raise ImageNetUnavailable(arch, path, _download_reason(error), url) from None
     return path
 
 
@@ -334,13 +406,97 @@ def download(url: str, path: Path, *, progress: bool = True) -> None:
     """Download ``url`` to ``path`` with torch.hub (progress bar, hash check, atomic rename).
 
     Fails within seconds when the host cannot be reached, rather than hanging.
+
+    Raises:
+        OSError, RuntimeError, http.client.HTTPException: as torch.hub and urllib raise them.
     """
-    parts = urlparse(url)
-    if not urllib.request.getproxies():  # through a proxy, only the proxy could be tried
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S):
-            pass
-    match = torch.hub.HASH_REGEX.search(path.name)
+    _reach(url)
     torch.hub.download_url_to_file(
-        url, str(path), hash_prefix=match.group(1) if match else None, progress=progress
+        url, str(path), hash_prefix=_hash_prefix(path), progress=progress
     )
+
+
+def _reach(url: str) -> None:
+    """Connect to ``url``'s host and hang up: fails within seconds when offline.
+
+    Through a proxy only the proxy could be tried, so nothing is tried then.
+    """
+    if urllib.request.getproxies():
+        return
+    parts = urlparse(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S):
+        pass
+
+
+def _hash_prefix(path: Path) -> str | None:
+    """The SHA-256 prefix torchvision puts in its file names (``resnet101-cd907fc2.pth``)."""
+    match = torch.hub.HASH_REGEX.search(path.name)
+    return match.group(1) if match else None
+
+
+# Connecting: errors that mean the machine is offline, or cannot resolve or reach the host.
+OFFLINE_ERRNOS = frozenset(
+    {errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT}
+)
+NO_INTERNET = "no internet connection"
+
+
+def _connect_reason(error: OSError) -> str:
+    """Why the host could not be reached, in words."""
+    if isinstance(error, ConnectionRefusedError):
+        return "server refused the connection"
+    if isinstance(error, (socket.gaierror, TimeoutError)) or error.errno in OFFLINE_ERRNOS:
+        return NO_INTERNET
+    return _os_words(error)
+
+
+def _download_reason(error: BaseException) -> str:
+    """Why a download failed, in words: never errno numbers, tracebacks or URLs."""
+    wrapped = getattr(error, "reason", None)  # urllib wraps the socket's or SSL's error
+    if isinstance(error, urllib.error.URLError) and isinstance(wrapped, BaseException):
+        return _download_reason(wrapped)
+    return _network_words(error) or _local_words(error) or _one_line(error)
+
+
+def _network_words(error: BaseException) -> str | None:
+    """What went wrong between here and the server, or None when it was nothing of that kind."""
+    number = getattr(error, "errno", None)
+    if isinstance(error, urllib.error.HTTPError):
+        return f"server refused (HTTP {error.code})"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return "secure connection failed (certificate not trusted)"
+    if isinstance(error, ssl.SSLError):
+        return "secure connection failed"
+    if isinstance(error, socket.gaierror) or number in OFFLINE_ERRNOS - {errno.ETIMEDOUT}:
+        return NO_INTERNET
+    if isinstance(error, TimeoutError) or number == errno.ETIMEDOUT:
+        return "download timed out"
+    if isinstance(error, ConnectionRefusedError):
+        return "server refused the connection"
+    if isinstance(error, (ConnectionError, http.client.HTTPException)):
+        return "download interrupted"  # reset, aborted, closed early, an incomplete read
+    if isinstance(error, urllib.error.URLError):
+        return shown(error.reason, 80)
+    return None
+
+
+def _local_words(error: BaseException) -> str | None:
+    """What went wrong with the file here, or None when it was nothing of that kind."""
+    if isinstance(error, RuntimeError) and "invalid hash value" in str(error):
+        return "download damaged (checksum mismatch)"
+    if isinstance(error, PermissionError):
+        return "cannot write there (permission denied)"
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return "no space left on the disk"
+    if isinstance(error, OSError) and error.errno == errno.EROFS:
+        return "cannot write there (read-only file system)"
+    if isinstance(error, OSError) and error.strerror:
+        return _os_words(error)
+    return None
+
+
+def _os_words(error: OSError) -> str:
+    """An operating-system error's own words, without its number: ``"permission denied"``."""
+    words = error.strerror or str(error) or type(error).__name__
+    return shown(words[:1].lower() + words[1:], 80)

@@ -1,22 +1,145 @@
-"""``fmviz info``: the stage table, exit codes and one-line errors."""
+"""``fmviz info``: the stage table, the weights line, exit codes and one-line errors."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
+import torch
 
 from visualizer.cli import main
+
+PARAMETERS = {"vgg16": "138,357,544", "resnet101": "44,549,160"}
+
+
+@pytest.fixture
+def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache: no ImageNet weights."""
+    home = tmp_path / "torch-home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every connection or download attempt is recorded and fails, as offline."""
+    attempts: list[object] = []
+
+    def refuse(*args: object, **_kwargs: object) -> None:
+        attempts.append(args)
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(torch.hub, "urlopen", refuse)
+    return attempts
+
+
+def torchvision_file(arch: str) -> str:
+    """torchvision's own file name for the ImageNet weights fmviz uses."""
+    import torchvision
+
+    weights = {
+        "vgg16": torchvision.models.VGG16_Weights.IMAGENET1K_V1,
+        "resnet101": torchvision.models.ResNet101_Weights.IMAGENET1K_V2,
+    }[arch]
+    return os.path.basename(urlparse(weights.url).path)
+
+
+def zero_checkpoint(arch: str, path: Path) -> Path:
+    """A checkpoint of ``arch`` in torchvision's format (its keys and shapes), all zeros."""
+    import torchvision
+
+    with torch.device("meta"):
+        shapes = getattr(torchvision.models, arch)().state_dict()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({key: torch.zeros(t.shape, dtype=t.dtype) for key, t in shapes.items()}, path)
+    return path
 
 
 def test_info_prints_the_stage_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--model", "resnet101", "--weights", "random"]) == 0
     out = capsys.readouterr().out
-    assert "resnet101: 44,549,160 parameters, weights random (untrained, seed 0)" in out
+    assert out.splitlines()[:2] == [
+        "resnet101: 44,549,160 parameters",
+        "  weights: random (untrained, seed 0)",
+    ]
     assert "C4    layer3       1024×14×14" in out
     assert "C5    layer4       2048×7×7" in out
+
+
+def test_offline_info_needs_no_imagenet_weights(
+    torch_home: Path, no_network: list[object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Offline, without cached weights: shapes and counts from the architecture, exit 0."""
+    assert main(["info"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    folder = torch_home / "hub" / "checkpoints"
+    for arch, count in PARAMETERS.items():
+        assert f"{arch}: {count} parameters\n" in captured.out
+        assert (
+            f"  weights: ImageNet not available ({torchvision_file(arch)} is not in {folder}; "
+            "put it there or use --weights random)\n"
+        ) in captured.out
+    assert "C1    features.3   64×224×224" in captured.out
+    assert "C5    layer4       2048×7×7" in captured.out
+    assert no_network == []  # not even tried
+    assert not torch_home.exists()  # and nothing written
+
+
+def test_cached_imagenet_weights_are_named_without_loading_them(
+    torch_home: Path, no_network: list[object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cached = zero_checkpoint(
+        "resnet101", torch_home / "hub" / "checkpoints" / torchvision_file("resnet101")
+    )
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"  weights: ImageNet (IMAGENET1K_V2), cached at {cached}\n" in out
+    assert "  weights: ImageNet not available (vgg16-" in out
+    assert no_network == []
+
+
+def test_parameter_counts_are_torchvisions(
+    torch_home: Path, no_network: list[object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torchvision
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for arch in PARAMETERS:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in getattr(torchvision.models, arch)().parameters())
+        assert f"{arch}: {count:,} parameters\n" in out
+
+
+def test_a_weights_file_is_loaded_and_named(
+    tmp_path: Path, no_network: list[object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = zero_checkpoint("resnet101", tmp_path / "mine.pth")
+    assert main(["info", "--model", "resnet101", "--weights", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[:2] == ["resnet101: 44,549,160 parameters", f"  weights: {path}"]
+    assert no_network == []
+
+
+def test_a_weights_file_that_does_not_fit_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tiny.pth"
+    torch.save({"fc.bias": torch.zeros(10)}, path)
+    assert main(["info", "--model", "resnet101", "--weights", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {path}: does not fit resnet101: missing ")
+    assert captured.err.count("\n") == 1
+    assert captured.out == ""
 
 
 def test_info_takes_a_size(capsys: pytest.CaptureFixture[str]) -> None:

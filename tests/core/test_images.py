@@ -382,9 +382,12 @@ def test_exif_orientation_is_applied(
 
 
 def test_every_listed_format_can_be_opened() -> None:
-    """FORMATS names Pillow's opening plugins (MPO is no such plugin: JPEG's opens MPO files)."""
+    """FORMATS names Pillow's opening plugins (MPO is no such plugin: JPEG's opens MPO files);
+    HEIF's is pillow-heif's, registered at the first HEIF file."""
     Image.init()
-    assert set(images.FORMATS) - set(Image.OPEN) <= {"AVIF"}  # AVIF: only from Pillow 11.2
+    assert set(images.FORMATS) - set(Image.OPEN) <= {"AVIF", "HEIF"}  # AVIF: from Pillow 11.2
+    assert images._heif_opener() is None  # pillow-heif is a dependency
+    assert set(images.FORMATS) - set(Image.OPEN) <= {"AVIF"}
 
 
 def test_formats_pillow_lacks_are_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

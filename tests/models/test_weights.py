@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import http.client
 import os
 import pickle
 import random
 import re
 import socket
+import ssl
 import urllib.error
 import zipfile
 from collections.abc import Callable, Iterator
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -20,7 +24,13 @@ from torch import nn
 import models.weights
 from models import WeightsError, build_model, imagenet_weights
 from models.resnet import ResNet101
-from models.weights import apply_state_dict, imagenet_checkpoint_path, read_checkpoint
+from models.weights import (
+    ImageNetUnavailable,
+    apply_state_dict,
+    imagenet_checkpoint_path,
+    read_checkpoint,
+    strip_wrapper_prefixes,
+)
 
 IMAGENET_FILES = {"vgg16": "vgg16-397923af.pth", "resnet101": "resnet101-cd907fc2.pth"}
 
@@ -207,6 +217,74 @@ def test_the_source_never_asks_for_an_unsafe_load() -> None:
     source = "".join(path.read_text() for path in Path(models.weights.__file__).parent.glob("*.py"))
     assert not re.search(r"weights_only\s*=\s*False", source)
     assert "pickle.load" not in source
+
+
+# --- wrapper prefixes ------------------------------------------------------------------------
+
+SMALL_STATE = {"conv1.weight": torch.zeros(2), "fc.bias": torch.ones(3)}
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "",
+        "module.",
+        "_orig_mod.",
+        "module._orig_mod.",  # torch.compile first, then DataParallel
+        "_orig_mod.module.",  # DataParallel first, then torch.compile
+        "module.module.",  # DataParallel of DataParallel
+        "_orig_mod._orig_mod.",
+        "_orig_mod.module._orig_mod.module.",
+    ],
+)
+def test_wrapper_prefixes_are_stripped_in_any_order_and_nesting(prefix: str) -> None:
+    wrapped = {prefix + key: value for key, value in SMALL_STATE.items()}
+    assert strip_wrapper_prefixes(wrapped) == SMALL_STATE
+    # And through the reader, nested under "state_dict" as training scripts save them.
+    assert models.weights._unwrap({"state_dict": wrapped}, "ckpt.pth") == SMALL_STATE
+
+
+def test_a_checkpoint_of_a_compiled_dataparallel_model_loads(
+    tmp_path: Path, trained_like: dict[str, torch.Tensor], probe: torch.Tensor
+) -> None:
+    """DataParallel first, then torch.compile: every key begins ``_orig_mod.module.``."""
+    path = tmp_path / "compiled-dataparallel.pth"
+    torch.save({f"_orig_mod.module.{key}": value for key, value in trained_like.items()}, path)
+    model = build_model("resnet101", path)
+    assert torch.equal(logits(model, probe), reference_logits(trained_like, probe))
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        # A prefix on some keys only is part of their names, not a wrapper's.
+        (["module.conv1.weight", "fc.bias"], ["module.conv1.weight", "fc.bias"]),
+        (["_orig_mod.conv1.weight", "fc.bias"], ["_orig_mod.conv1.weight", "fc.bias"]),
+        # Common wrappers are stripped until one is not on every key.
+        (
+            ["_orig_mod.module.conv1.weight", "_orig_mod.fc.bias"],
+            ["module.conv1.weight", "fc.bias"],
+        ),
+        # A name that merely begins like a prefix is left alone.
+        (["modules.conv1.weight", "modules.fc.bias"], ["modules.conv1.weight", "modules.fc.bias"]),
+        # A key that is nothing but the prefix keeps it: stripping would leave no name.
+        (["module.", "module.fc.bias"], ["module.", "module.fc.bias"]),
+    ],
+)
+def test_a_prefix_on_some_keys_only_is_kept(keys: list[str], expected: list[str]) -> None:
+    state = {key: torch.zeros(1) for key in keys}
+    assert list(strip_wrapper_prefixes(state)) == expected
+
+
+def test_wrapper_prefixes_are_one_list() -> None:
+    """Adding a wrapper (e.g. ``model.``) is one entry in WRAPPER_PREFIXES."""
+    assert set(models.weights.WRAPPER_PREFIXES) >= {"module.", "_orig_mod."}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            models.weights, "WRAPPER_PREFIXES", (*models.weights.WRAPPER_PREFIXES, "net.")
+        )
+        bias = torch.zeros(1)
+        assert strip_wrapper_prefixes({"net.module.fc.bias": bias}) == {"fc.bias": bias}
 
 
 # --- refusals -------------------------------------------------------------------------------
@@ -404,32 +482,190 @@ def test_imagenet_cache_hit_matches_torchvisions_own_loading(
 def test_imagenet_offline_miss_says_where_to_put_the_file(
     torch_home: Path, no_network: list[str]
 ) -> None:
-    with pytest.raises(WeightsError) as error:
+    with pytest.raises(ImageNetUnavailable) as error:
         build_model("resnet101", "imagenet")
-    message = str(error.value)
     folder = torch_home / "hub" / "checkpoints"
-    assert "\n" not in message
-    assert f"put resnet101-cd907fc2.pth in {folder}" in message
-    assert "--weights random" in message
-    assert "Network is unreachable" in message
+    # What the user can act on comes first: the file and the folder; the reason is short.
+    assert str(error.value) == (
+        f"resnet101-cd907fc2.pth is not in {folder} and could not be downloaded "
+        "(no internet connection): put it there, or use --weights random"
+    )
+    assert isinstance(error.value, WeightsError)
     assert no_network == ["download.pytorch.org"]
     assert list(folder.iterdir()) == []
 
 
-def test_imagenet_download_failing_midway_leaves_no_file(
+def test_imagenet_unavailable_has_the_parts_of_its_message(
+    torch_home: Path, no_network: list[str]
+) -> None:
+    with pytest.raises(ImageNetUnavailable) as error:
+        build_model("vgg16", "imagenet")
+    failure = error.value
+    assert failure.arch == "vgg16"
+    assert failure.file == "vgg16-397923af.pth"
+    assert failure.folder == torch_home / "hub" / "checkpoints"
+    assert failure.reason == "no internet connection"
+    assert failure.url == imagenet_weights("vgg16").url
+    assert failure.url not in str(failure)
+    assert failure.sentence == (
+        "ImageNet weights for vgg16 are not available (no internet connection): "
+        f"put vgg16-397923af.pth in {failure.folder}."
+    )
+
+
+def _http_error(code: int) -> urllib.error.HTTPError:
+    return urllib.error.HTTPError("https://x/y.pth", code, "Not Found", Message(), None)
+
+
+class _Reply:
+    """Enough of an HTTP response for torch.hub: a size, then data that ends early or fails."""
+
+    def __init__(self, failure: BaseException) -> None:
+        self.failure = failure
+
+    def __enter__(self) -> _Reply:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def info(self) -> Message:
+        message = Message()
+        message["Content-Length"] = "1000"
+        return message
+
+    def read(self, _size: int) -> bytes:
+        raise self.failure
+
+
+# Where it fails ("connect": reaching the host; "fetch": the download), how, and what is said.
+DOWNLOAD_FAILURES: dict[str, tuple[str, Callable[[], BaseException], str]] = {
+    "no-dns": (
+        "connect",
+        lambda: socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+        "no internet connection",
+    ),
+    "dns-again": (
+        "connect",
+        lambda: socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
+        "no internet connection",
+    ),
+    "unreachable": (
+        "connect",
+        lambda: OSError(errno.ENETUNREACH, "Network is unreachable"),
+        "no internet connection",
+    ),
+    "connect-timeout": ("connect", lambda: TimeoutError("timed out"), "no internet connection"),
+    "refused": (
+        "connect",
+        lambda: ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
+        "server refused the connection",
+    ),
+    "proxy-no-dns": (
+        "fetch",
+        lambda: urllib.error.URLError(socket.gaierror(-2, "Name or service not known")),
+        "no internet connection",
+    ),
+    "http-404": ("fetch", lambda: _http_error(404), "server refused (HTTP 404)"),
+    "http-503": ("fetch", lambda: _http_error(503), "server refused (HTTP 503)"),
+    "reset": (
+        "fetch",
+        lambda: ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+        "download interrupted",
+    ),
+    "url-reset": (
+        "fetch",
+        lambda: urllib.error.URLError(ConnectionResetError(errno.ECONNRESET, "reset")),
+        "download interrupted",
+    ),
+    "incomplete": ("fetch", lambda: http.client.IncompleteRead(b"12"), "download interrupted"),
+    "remote-closed": (
+        "fetch",
+        lambda: http.client.RemoteDisconnected("Remote end closed connection"),
+        "download interrupted",
+    ),
+    "read-timeout": (
+        "fetch",
+        lambda: TimeoutError("The read operation timed out"),
+        "download timed out",
+    ),
+    "hash": (
+        "fetch",
+        lambda: RuntimeError('invalid hash value (expected "cd907fc2", got "0123abcd")'),
+        "download damaged (checksum mismatch)",
+    ),
+    "certificate": (
+        "fetch",
+        lambda: urllib.error.URLError(ssl.SSLCertVerificationError(1, "certificate verify failed")),
+        "secure connection failed (certificate not trusted)",
+    ),
+    "ssl": (
+        "fetch",
+        lambda: ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+        "secure connection failed",
+    ),
+    "disk-full": (
+        "fetch",
+        lambda: OSError(errno.ENOSPC, "No space left on device"),
+        "no space left on the disk",
+    ),
+    "read-only": (
+        "fetch",
+        lambda: PermissionError(errno.EACCES, "Permission denied"),
+        "cannot write there (permission denied)",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DOWNLOAD_FAILURES))
+def test_download_failures_are_said_short_and_human(
+    kind: str, torch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    phase, failure, reason = DOWNLOAD_FAILURES[kind]
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise failure()
+
+    if phase == "connect":
+        monkeypatch.setattr(socket, "create_connection", fail)
+        monkeypatch.setattr(torch.hub, "download_url_to_file", pytest.fail)
+    else:
+        monkeypatch.setattr(socket, "create_connection", lambda *a, **k: _Closable())
+        monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
+    with pytest.raises(ImageNetUnavailable) as error:
+        build_model("resnet101", "imagenet", progress=False)
+    folder = torch_home / "hub" / "checkpoints"
+    assert error.value.reason == reason
+    assert str(error.value) == (
+        f"resnet101-cd907fc2.pth is not in {folder} and could not be downloaded ({reason}): "
+        "put it there, or use --weights random"
+    )
+    assert not imagenet_checkpoint_path("resnet101").exists()
+
+
+def test_a_download_cut_short_by_the_server_is_interrupted(
     torch_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """torch.hub's own download, over a reply that breaks off: no half file is left."""
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: _Closable())
+    failure = ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+    monkeypatch.setattr(torch.hub, "urlopen", lambda *a, **k: _Reply(failure))
+    with pytest.raises(ImageNetUnavailable, match=r"\(download interrupted\): put it there"):
+        build_model("resnet101", "imagenet", progress=False)
+    assert list((torch_home / "hub" / "checkpoints").iterdir()) == []
 
-    def broken_download(
-        url: str, dst: str, hash_prefix: str | None = None, progress: bool = True
-    ) -> None:
-        raise urllib.error.URLError("connection reset by peer")
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", broken_download)
-    with pytest.raises(WeightsError, match="connection reset by peer"):
-        build_model("resnet101", "imagenet")
-    assert not imagenet_checkpoint_path("resnet101").exists()
+def test_a_folder_that_cannot_be_made_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "a-file"
+    home.write_text("not a folder")
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: _Closable())
+    with pytest.raises(ImageNetUnavailable) as error:
+        build_model("vgg16", "imagenet", progress=False)
+    assert error.value.reason == f"cannot create the folder ({os.strerror(errno.ENOTDIR).lower()})"
+    assert str(error.value).startswith(f"vgg16-397923af.pth is not in {home}/hub/checkpoints and")
 
 
 def test_imagenet_download_goes_through_torch_hub_with_hash_check(
