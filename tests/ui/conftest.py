@@ -90,11 +90,26 @@ class Reference:
             self._cams[key] = self.analyzer_of(model).gradcam(result, stage, target)
         return self._cams[key]
 
-    def grid(self, path: str, stage: str, model: str = "resnet101", **options: Any):
-        """``render_grid`` of the stage, with ``options`` (colormap, scale, order, top)."""
-        from visualizer.core.render import render_grid
+    def grid(
+        self,
+        path: str,
+        stage: str,
+        model: str = "resnet101",
+        *,
+        aspect: float | None = None,
+        **options: Any,
+    ):
+        """``render_grid`` of the stage, with ``options`` (colormap, scale, order, top);
+        ``aspect``: laid out as on screen, the columns filling a pane of that width ÷ height
+        (None: near-square, as exported)."""
+        from visualizer.core.render import fitting_columns, render_grid
 
-        return render_grid(self.result(path, model).stages[stage], **options)
+        activation = self.result(path, model).stages[stage]
+        if aspect is not None:
+            channels, height, width = activation.shape
+            count = min(channels, options.get("top") or channels)
+            options["columns"] = fitting_columns(count, height, width, aspect)
+        return render_grid(activation, **options)
 
 
 @pytest.fixture(scope="session")

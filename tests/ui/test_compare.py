@@ -89,7 +89,7 @@ def expect_side(
     assert data.options == window.options
     assert data.options.stage == stage
     np.testing.assert_array_equal(data.activation, result.stages[stage].numpy())
-    grid = reference.grid(path, stage, model, **grid_options)
+    grid = reference.grid(path, stage, model, aspect=data.options.aspect, **grid_options)
     np.testing.assert_array_equal(shown_grid(pane), grid.indices)
     assert data.grid.layout == grid.layout
     assert data.target == target
@@ -201,7 +201,7 @@ def test_compare_mode_shows_both_networks_on_the_same_picture(open_window, refer
 
     # Both untrained: one banner naming both; the status bar names the weights of each.
     assert len(window.banner.messages) == 1
-    assert window.banner.messages[0].startswith("Untrained VGG16 and ResNet101: ")
+    assert window.banner.messages[0].startswith("Untrained VGG16 and ResNet101 (random weights): ")
     for model in COMPARED:
         assert f"{LABELS[model]} random (untrained, seed 0)" in window.weights_label.text()
     assert window.errors.messages == []
@@ -294,7 +294,8 @@ def test_the_class_is_shared_and_follows_the_lead_network(
     assert data.model.spec.model == "vgg16"
     assert data.target == vgg_top1
     np.testing.assert_array_equal(
-        np.asarray(window.grid.image.image), reference.grid(CHELSEA, "C1", "vgg16").indices
+        np.asarray(window.grid.image.image),
+        reference.grid(CHELSEA, "C1", "vgg16", aspect=data.options.aspect).indices,
     )
 
     # Compared again, VGG16 leads: its top-1 is the class both explain.
@@ -644,7 +645,8 @@ def test_the_mode_switches_back_and_forth_and_is_remembered(
     assert second.windowTitle() == "fmviz — chelsea.jpg — ResNet101"
     assert second.data.picture == second.current
     np.testing.assert_array_equal(
-        np.asarray(second.grid.image.image), reference.grid(CHELSEA, "C1", colormap="magma").indices
+        np.asarray(second.grid.image.image),
+        reference.grid(CHELSEA, "C1", colormap="magma", aspect=second.data.options.aspect).indices,
     )
     np.testing.assert_allclose(second.data.cam, reference.cam(CHELSEA, "C5"), atol=ATOL, rtol=0)
     qtbot.waitUntil(second.idle, timeout=60_000)

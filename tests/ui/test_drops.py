@@ -87,7 +87,8 @@ def test_a_drop_of_good_and_bad_files(open_window, files, reference, shown_after
     data = shown_after(window, lambda: window.strip.setCurrentRow(0))
     assert window.pictures[data.picture].source == CHELSEA
     np.testing.assert_array_equal(
-        np.asarray(window.grid.image.image), reference.grid(CHELSEA, "C3").indices
+        np.asarray(window.grid.image.image),
+        reference.grid(CHELSEA, "C3", aspect=data.options.aspect).indices,
     )
     assert len(window.errors.messages) == 4
 

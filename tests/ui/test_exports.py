@@ -93,8 +93,13 @@ def test_every_export_is_what_fmviz_export_writes(
     assert grid_file.name == "chelsea_resnet101_C3.png"
     pixels, text, image = same_png(grid_file, cli / grid_file.name)
     assert image.mode == "P"
-    np.testing.assert_array_equal(pixels, data.grid.indices)
-    np.testing.assert_array_equal(pixels, np.asarray(window.grid.image.image))
+    # The channels on screen, in their order and colours, laid out as fmviz export lays them
+    # out (near-square); on screen the columns fill the pane instead.
+    exported_grid = reference.grid(CHELSEA, "C3", colormap="magma")
+    np.testing.assert_array_equal(pixels, exported_grid.indices)
+    assert exported_grid.layout.order == data.grid.layout.order
+    on_screen = reference.grid(CHELSEA, "C3", colormap="magma", aspect=data.options.aspect)
+    np.testing.assert_array_equal(np.asarray(window.grid.image.image), on_screen.indices)
     palette = np.asarray(image.getpalette()[: 256 * 3], np.uint8).reshape(-1, 3)
     np.testing.assert_array_equal(palette, data.grid.palette[:, :3])
     assert {key: text[key] for key in ("model", "stage", "weights", "source", "colormap")} == {
@@ -160,7 +165,11 @@ def test_exports_follow_the_class_order_and_opacity(
 
     [grid_file] = exported(window, "grid", tmp_path)
     pixels, text, _ = png(grid_file)
-    np.testing.assert_array_equal(pixels, window.data.grid.indices)
+    # The channels on screen, laid out as fmviz export lays them out (near-square).
+    assert (
+        tuple(window.data.grid.layout.order)
+        == reference.grid(CHELSEA, "C1", order="mean").layout.order
+    )
     np.testing.assert_array_equal(pixels, reference.grid(CHELSEA, "C1", order="mean").indices)
     assert text["channel order"].startswith("by mean activation, highest first: ")
     order = [int(word) for word in text["channel order"].split(": ", 1)[1].split()]

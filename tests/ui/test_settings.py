@@ -54,7 +54,13 @@ def test_the_next_window_opens_as_the_last_one_closed(
     data = second.data
     assert data.model.spec.model == "vgg16"
     grid = reference.grid(
-        CHELSEA, "C1", model="vgg16", colormap="magma", order="mean", scale="stage"
+        CHELSEA,
+        "C1",
+        model="vgg16",
+        colormap="magma",
+        order="mean",
+        scale="stage",
+        aspect=data.options.aspect,
     )
     np.testing.assert_array_equal(np.asarray(second.grid.image.image), grid.indices)
 

@@ -66,7 +66,7 @@ def test_launch_shows_the_first_sample_as_the_core_computes_it(
     assert data.options.stage == "C1"
     assert data.activation.shape == RESNET101_STAGES["C1"]
     np.testing.assert_array_equal(data.activation, expected.stages["C1"].numpy())
-    grid = reference.grid(ASTRONAUT, "C1")
+    grid = reference.grid(ASTRONAUT, "C1", aspect=data.options.aspect)
     np.testing.assert_array_equal(shown_grid(window), grid.indices)
     np.testing.assert_array_equal(window.grid.image.lut, grid_palette("viridis"))
     assert data.grid.layout == grid.layout
@@ -120,7 +120,7 @@ def test_switching_stage_shows_its_grid(open_window, reference, shown_after, sta
     channels, height, width = RESNET101_STAGES[stage]
     assert data.options.stage == stage
     assert data.activation.shape == (channels, height, width)
-    grid = reference.grid(CHELSEA, stage)
+    grid = reference.grid(CHELSEA, stage, aspect=data.options.aspect)
     layout = data.grid.layout
     assert layout == grid.layout
     assert len(layout.order) == channels
@@ -145,7 +145,8 @@ def test_keys_1_to_5_switch_stages(open_window, reference, qtbot) -> None:
         assert window.options.stage == stage
         assert window.data.options.stage == stage
         assert window.data.activation.shape == RESNET101_STAGES[stage]
-        np.testing.assert_array_equal(shown_grid(window), reference.grid(CHELSEA, stage).indices)
+        grid = reference.grid(CHELSEA, stage, aspect=window.data.options.aspect)
+        np.testing.assert_array_equal(shown_grid(window), grid.indices)
         assert window.controls.stage_actions[stage].isChecked()
     with qtbot.waitSignal(window.view_shown, timeout=60_000):
         qtbot.keyClick(window, Qt.Key.Key_1)
@@ -195,7 +196,7 @@ def test_choosing_a_class_shows_its_grad_cam(open_window, reference, shown_after
 
 
 def test_order_top_n_colormap_and_scale(open_window, reference, shown_after) -> None:
-    from visualizer.core.render import channel_order, grid_palette
+    from visualizer.core.render import channel_order, fitting_columns, grid_palette
 
     window = open_window([CHELSEA])
     stage = reference.result(CHELSEA).stages["C1"]
@@ -214,13 +215,22 @@ def test_order_top_n_colormap_and_scale(open_window, reference, shown_after) -> 
     assert expected != list(range(16)), "the mean order should differ from the index order"
     means = stage.mean(dim=(1, 2))
     assert all(means[a] >= means[b] for a, b in itertools.pairwise(expected))
-    grid = reference.grid(CHELSEA, "C1", order="mean", top=16)
-    assert (grid.layout.rows, grid.layout.columns) == (4, 4)
+    grid = reference.grid(CHELSEA, "C1", order="mean", top=16, aspect=data.options.aspect)
+    assert grid.layout.columns == fitting_columns(16, 56, 56, data.options.aspect)
+    assert data.grid.layout == grid.layout
     np.testing.assert_array_equal(shown_grid(window), grid.indices)
     assert window.grid_title.text().startswith("C1: 16 of 64 channels")
 
     data = shown_after(window, lambda: window.set_options(colormap="magma", scale="stage"))
-    grid = reference.grid(CHELSEA, "C1", order="mean", top=16, colormap="magma", scale="stage")
+    grid = reference.grid(
+        CHELSEA,
+        "C1",
+        order="mean",
+        top=16,
+        colormap="magma",
+        scale="stage",
+        aspect=data.options.aspect,
+    )
     np.testing.assert_array_equal(shown_grid(window), grid.indices)
     np.testing.assert_array_equal(window.grid.image.lut, grid_palette("magma"))
     assert data.grid.colormap == "magma"
@@ -239,14 +249,17 @@ def test_hover_and_click_on_the_grid(open_window, reference, shown_after, qtbot)
     window = open_window([CHELSEA])
     activation = reference.result(CHELSEA).stages["C1"].numpy()
     grid = window.grid
-    tile = 56 + 1  # C1 tiles are 56×56 with a 1-pixel gutter, 8 to a row
+    tile = 56 + 1  # C1 tiles are 56×56 with a 1-pixel gutter
+    columns = window.data.grid.layout.columns  # as many as fill the pane
 
     assert grid.channel_at(0, 0) == (0, 0, 0)
-    assert grid.channel_at(tile + 3, 2 * tile + 5) == (17, 5, 3)  # row 2, column 1
-    assert grid.channel_at(7 * tile + 55.9, 7 * tile + 55.9) == (63, 55, 55)
+    assert grid.channel_at(tile + 3, 2 * tile + 5) == (2 * columns + 1, 5, 3)  # row 2, column 1
+    last_row, last_column = divmod(63, columns)
+    assert grid.channel_at(last_column * tile + 55.9, last_row * tile + 55.9) == (63, 55, 55)
     assert grid.channel_at(56, 10) is None  # the gutter
     assert grid.channel_at(-1, 10) is None
-    assert grid.channel_at(8 * tile, 0) is None  # right of the grid
+    assert grid.channel_at(columns * tile, 0) is None  # right of the grid
+    assert grid.channel_at((last_column + 1) * tile + 3, last_row * tile + 3) is None  # empty
 
     # Hovering over a tile tells its channel and value; a click opens the channel.
     def click_at(x: float, y: float) -> None:
@@ -257,13 +270,18 @@ def test_hover_and_click_on_the_grid(open_window, reference, shown_after, qtbot)
         qtbot.mouseRelease(grid.plot.viewport(), Qt.MouseButton.LeftButton, pos=point)
 
     qtbot.waitExposed(window)
+    # Zoomed in on the first 4×4 tiles, so that a screen pixel is less than a grid pixel.
+    grid.box.setRange(xRange=(0, 4 * tile), yRange=(0, 4 * tile), padding=0)
     with qtbot.waitSignal(grid.channel_clicked, timeout=5000) as clicked:
-        click_at(tile * 2 + 20, tile * 3 + 20)  # row 3, column 2
-    assert clicked.args == [26]
-    assert window.channel.channel == 26
+        click_at(tile * 2 + 20.5, tile * 3 + 20.5)  # row 3, column 2
+    clicked_channel = 3 * columns + 2
+    assert clicked.args == [clicked_channel]
+    assert window.channel.channel == clicked_channel
     assert window.timing.currentWidget() is window.channel
-    assert grid.readout.text().startswith("C1 channel 26 · row 20, column 20 · activation ")
-    assert f"{activation[26, 20, 20]:.4g}" in grid.readout.text()
+    assert grid.readout.text().startswith(
+        f"C1 channel {clicked_channel} · row 20, column 20 · activation "
+    )
+    assert f"{activation[clicked_channel, 20, 20]:.4g}" in grid.readout.text()
     assert grid.highlight.isVisible()
     assert grid.highlight.rect().topLeft() == QPointF(2 * tile, 3 * tile)
 
@@ -280,10 +298,11 @@ def test_hover_and_click_on_the_grid(open_window, reference, shown_after, qtbot)
 
     # With another order, the tiles map to the channels of that order.
     data = shown_after(window, lambda: window.set_options(order="mean", top_n=16))
-    order = data.grid.layout.order
+    order, columns = data.grid.layout.order, data.grid.layout.columns
+    rows = data.grid.layout.rows
     assert grid.channel_at(0, 0)[0] == order[0]
-    assert grid.channel_at(tile * 3 + 1, tile + 1)[0] == order[4 + 3]
-    assert grid.channel_at(0, 4 * tile) is None  # below the 4×4 tiles
+    assert grid.channel_at(tile * 3 + 1, tile + 1)[0] == order[columns + 3]
+    assert grid.channel_at(0, rows * tile) is None  # below the tiles
 
     # The channel open is kept over the same stage, and forgotten on another.
     assert window.channel.channel == 5

@@ -196,7 +196,7 @@ def test_the_window_shows_only_the_latest_of_many_quick_requests(
     assert window.current == coffee
     assert window.data.options == final
     assert (final.stage, final.colormap, final.order) == ("C4", "gray", "mean")
-    grid = reference.grid(COFFEE, "C4", colormap="gray", order="mean")
+    grid = reference.grid(COFFEE, "C4", colormap="gray", order="mean", aspect=final.aspect)
     np.testing.assert_array_equal(np.asarray(window.grid.image.image), grid.indices)
     np.testing.assert_allclose(window.data.cam, reference.cam(COFFEE, "C5"), atol=1e-5, rtol=0)
     assert window.windowTitle() == "fmviz — coffee.jpg — ResNet101"
@@ -221,7 +221,8 @@ def test_a_network_change_overtaken_by_another_shows_the_last(
     assert shown == ["resnet101"]
     assert window.data.activation.shape == (256, 56, 56)
     np.testing.assert_array_equal(
-        np.asarray(window.grid.image.image), reference.grid(CHELSEA, "C2").indices
+        np.asarray(window.grid.image.image),
+        reference.grid(CHELSEA, "C2", aspect=window.data.options.aspect).indices,
     )
     assert window.windowTitle() == "fmviz — chelsea.jpg — ResNet101"
     assert window.controls.model.currentData() == "resnet101"

@@ -124,6 +124,17 @@ def grid_layout(
     return GridLayout(rows, columns, tile_height, tile_width, gutter, tuple(order))
 
 
+def layout_scale(
+    count: int, tile_height: int, tile_width: int, columns: int, aspect: float, *, gutter: int = 1
+) -> float:
+    """How large ``count`` tiles in ``columns`` columns show in a box ``aspect`` wide and 1
+    high: the box's size ÷ the grid's, in the tighter direction."""
+    rows = math.ceil(count / columns)
+    width = columns * (tile_width + gutter) - gutter
+    height = rows * (tile_height + gutter) - gutter
+    return min(aspect / width, 1.0 / height)
+
+
 def fitting_columns(
     count: int, tile_height: int, tile_width: int, aspect: float, *, gutter: int = 1
 ) -> int:
@@ -140,13 +151,14 @@ def fitting_columns(
         raise ValueError("a grid needs at least one channel")
     if not aspect > 0:
         raise ValueError(f"aspect must be positive, not {aspect}")
-    candidates = []
-    for columns in range(1, count + 1):
-        rows = math.ceil(count / columns)
-        width = columns * (tile_width + gutter) - gutter
-        height = rows * (tile_height + gutter) - gutter
-        scale = min(aspect / width, 1.0 / height)  # the box is aspect × 1
-        candidates.append((scale, rows * columns - count, columns))
+    candidates = [
+        (
+            layout_scale(count, tile_height, tile_width, columns, aspect, gutter=gutter),
+            math.ceil(count / columns) * columns - count,
+            columns,
+        )
+        for columns in range(1, count + 1)
+    ]
     best = max(scale for scale, _, _ in candidates)
     return min((empty, columns) for scale, empty, columns in candidates if scale >= 0.98 * best)[1]
 

@@ -17,13 +17,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.choices import MODEL_LABELS, MODELS
+from visualizer.choices import MODEL_LABELS
 from visualizer.ui.cam_panel import CamControls, CamView, Predictions, escaped
 from visualizer.ui.comparison_strip import ComparisonStrip
 from visualizer.ui.grid_view import HOVER_HINT, GridView
 from visualizer.ui.jobs import ViewData
-
-COMPARED = MODELS  # left, right
+from visualizer.ui.state import COMPARED
 
 
 class ComparePane(QWidget):

@@ -43,6 +43,7 @@ class ComparisonStrip(QWidget):
         self.totals = QLabel("The comparison appears as each network's analysis arrives.")
         self.totals.setObjectName("readout")
         self.totals.setTextFormat(Qt.TextFormat.RichText)
+        self.totals.setWordWrap(True)  # a narrow window wraps it rather than grows for it
         self.table = QTableWidget(len(GROUPS) + 1, 1 + 3 * len(labels))
         headers = ["Stage"]
         for what in ("output", "ms", "parameters"):

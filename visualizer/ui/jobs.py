@@ -358,7 +358,7 @@ class Session:
                 del cache[key]
 
     def _build(self, spec: ModelSpec) -> tuple[Analyzer, ModelInfo]:
-        from models import WeightsError  # noqa: PLC0415
+        from models import ImageNetUnavailable, WeightsError  # noqa: PLC0415
         from visualizer.core.stage_summary import stage_parameters  # noqa: PLC0415
 
         self._progress(f"Loading {spec.label}…", None)
@@ -369,7 +369,8 @@ class Session:
         except WeightsError as error:
             if spec.weights != "imagenet":
                 raise
-            fallback = str(error)
+            # Offline: the reason alone ("no internet connection"); the banner says the rest.
+            fallback = error.reason if isinstance(error, ImageNetUnavailable) else str(error)
             analyzer = _new_analyzer(spec.model, "random", spec.device)
         weights = analyzer.weights_info
         info = ModelInfo(
@@ -423,8 +424,14 @@ def _new_analyzer(model: str, weights: str, device: str) -> Analyzer:
 
 
 def untrained_banner(infos: list[ModelInfo], *, load_weights: bool = True) -> str | None:
-    """One banner for the untrained networks among ``infos``: why, and how to get ImageNet
-    weights (``load_weights``: File → Load weights… is one way); None when all are trained."""
+    """One sentence for the untrained networks among ``infos``: what is shown (and why), and
+    how to get trained weights (``load_weights``: File → Load weights… is one way); None when
+    all are trained.
+
+    Example: ``"Untrained ResNet101 (ImageNet weights unavailable: no internet connection):
+    for trained ones, put resnet101-cd907fc2.pth in /root/.cache/torch/hub/checkpoints, or use
+    File → Load weights…"``
+    """
     from models.weights import imagenet_checkpoint_path  # noqa: PLC0415
 
     untrained = [info for info in infos if not info.trained]
@@ -432,23 +439,11 @@ def untrained_banner(infos: list[ModelInfo], *, load_weights: bool = True) -> st
         return None
     names = " and ".join(info.spec.label for info in untrained)
     reasons = "; ".join(dict.fromkeys(info.fallback for info in untrained if info.fallback))
-    why = (
-        f"ImageNet weights could not be had: {reasons}. "
-        if reasons
-        else "These are random weights. "
-    )
+    why = f"ImageNet weights unavailable: {reasons}" if reasons else "random weights"
     paths = [imagenet_checkpoint_path(info.spec.model) for info in untrained]
     files = " and ".join(path.name for path in paths)
-    put = (
-        f"put {files} there, or use File → Load weights…"
-        if load_weights and len(paths) == 1
-        else f"or put {files} there."
-    )
-    return (
-        f"Untrained {names}: the maps and predictions show no learned features. {why}"
-        f"For ImageNet weights, start fmviz once with internet access (they are saved to "
-        f"{paths[0].parent}), {put}"
-    )
+    also = ", or use File → Load weights…" if load_weights and len(paths) == 1 else "."
+    return f"Untrained {names} ({why}): for trained ones, put {files} in {paths[0].parent}{also}"
 
 
 def _grid(stage: Any, options: ViewOptions, cam_weights: Any, *, on_screen: bool = False) -> Grid:

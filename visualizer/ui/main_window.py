@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from visualizer.ui.cam_panel import CamPanel
 from visualizer.ui.channel_view import ChannelView
-from visualizer.ui.compare_view import COMPARED, CompareView
+from visualizer.ui.compare_view import CompareView
 from visualizer.ui.controls import Controls
 from visualizer.ui.files import image_files, local_file, pasted_picture, qimage_to_rgba
 from visualizer.ui.grid_view import GridView
@@ -51,6 +51,7 @@ from visualizer.ui.jobs import (
     untrained_banner,
 )
 from visualizer.ui.message_bar import MessageBar
+from visualizer.ui.state import COMPARED, Requests, WindowState
 from visualizer.ui.worker import Reply, Worker
 
 EXPORTS = {
@@ -72,6 +73,7 @@ EXPORT_BUTTONS = {
 EXPORT_KEYS = {"grid": "Ctrl+E", "grids": "Ctrl+Shift+E", "comparison": "Ctrl+E"}
 SCALE_NOTES = {"channel": "each channel scaled by itself", "stage": "one scale for the stage"}
 SAVED_VIEW_OPTIONS = ("colormap", "scale", "order", "cam_colormap")
+RELAYOUT_GAIN = 1.15  # a resized pane lays its tiles out again when they gain this much
 STYLE = """
 #banner { background: #fff3cd; color: #533f03; border-bottom: 1px solid #e0c36a; }
 #errors { background: #f8d7da; color: #58151c; border-bottom: 1px solid #e4a1a8; }
@@ -83,7 +85,12 @@ STYLE = """
 
 
 class MainWindow(QMainWindow):
-    """fmviz's window. ``spec`` is the network to load; ``settings`` remembers choices."""
+    """fmviz's window: the controller between its views, its Qt-free ``state`` and the worker.
+
+    ``spec`` is the network to load; ``settings`` remembers choices. The views show the state
+    by subscribing to its events; the window changes the state in answer to the user and to
+    the worker's replies.
+    """
 
     view_shown = Signal()  # a complete view (grid, predictions, Grad-CAM) is on screen
     error_shown = Signal(str)  # every error the user is shown, as it is shown
@@ -98,29 +105,41 @@ class MainWindow(QMainWindow):
     ) -> None:
         super().__init__(parent)
         self.settings = settings
-        self.spec = spec
-        self.compare = False  # compare mode: VGG16 and ResNet101 side by side
-        self._compare_pending: set[str] = set()  # networks whose latest view has not come
-        self._compare_errors: set[str] = set()  # shown for the latest compare request
-        self._good_device: str | None = None  # the last device both compared networks ran on
-        self._good_spec: ModelSpec | None = None  # the last network that loaded
-        self.options = self._saved_options()
-        self.pictures: dict[int, Picture] = {}
-        self.current: int | None = None  # key of the selected picture
-        self.data: ViewData | None = None
+        self.state = WindowState(spec, self._saved_options())
+        self.requests = Requests()
+        self.data: ViewData | None = None  # the single page's view on screen
         self._keys = itertools.count(1)
-        self._waiting = 0  # requests sent and not answered yet
-        self._select_next: list[int] = []  # keys of the newest batch: its first read is shown
-        self._loading: dict[str, int] = {}  # real path → key, of files being read
         self._banner_text = ""
-        self._view_failed = False
         self.worker = Worker(self)
         self.worker.replied.connect(self._replied)
         self.worker.progress.connect(self._progress)
         self._build()
+        self._subscribe()
         self._restore_geometry()
         self._update_title()
         self.set_compare(compare)
+
+    # The state, read-only here: it changes through the methods below.
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.state.spec
+
+    @property
+    def options(self) -> ViewOptions:
+        return self.state.options
+
+    @property
+    def compare(self) -> bool:
+        return self.state.compare
+
+    @property
+    def current(self) -> int | None:
+        return self.state.current
+
+    @property
+    def pictures(self) -> dict[int, Picture]:
+        return self.state.pictures
 
     # Building
 
@@ -260,6 +279,29 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.device_label)
         bar.addPermanentWidget(self.weights_label)
 
+    def _subscribe(self) -> None:
+        """The views (and the saved settings) follow the state."""
+        events = self.state.events
+        events.spec.connect(self.controls.show_spec)
+        events.spec.connect(self._save_spec)
+        events.spec.connect(self._update_title)
+        events.options.connect(self.controls.show_options)
+        events.options.connect(self._save_options)
+        events.compare.connect(self._show_mode)
+        events.compare.connect(self._update_title)
+        events.current.connect(self._update_title)
+        events.current.connect(lambda key: key is not None and self.strip.select(key))
+        self.state.picture_added.connect(self.strip.add_picture)
+
+    def _save_spec(self, spec: ModelSpec) -> None:
+        self.settings.setValue("model", spec.model)
+        self.settings.setValue("device", spec.device)
+
+    def _save_options(self, options: ViewOptions) -> None:
+        for name in SAVED_VIEW_OPTIONS:
+            if self.settings.value(name) != getattr(options, name):
+                self.settings.setValue(name, getattr(options, name))
+
     # What the user does
 
     def start(self, paths: Iterable[str]) -> None:
@@ -281,7 +323,7 @@ class MainWindow(QMainWindow):
         for problem in problems:
             self.show_error(problem)
         known = {os.path.realpath(p.source): key for key, p in self.pictures.items()}
-        known |= self._loading
+        known |= self.requests.loading
         again = [known[real] for real in map(os.path.realpath, files) if real in known]
         if again and again[0] in self.pictures:  # already in the strip: show it again
             self.select_picture(again[0])
@@ -290,18 +332,18 @@ class MainWindow(QMainWindow):
             real = os.path.realpath(path)
             if real in known:
                 continue
-            key = known[real] = self._loading[real] = next(self._keys)
+            key = known[real] = self.requests.loading[real] = next(self._keys)
             batch.append(key)
             self._send("load", lambda _s, key=key, path=path: load_picture(key, path),
                        lane="files", latest_wins=False, context=(key, real))  # fmt: skip
         if batch:
-            self._select_next = batch  # the newest batch decides what is shown
+            self.requests.select_next = batch  # the newest batch decides what is shown
 
     def add_image(self, image: QImage, name: str) -> None:
         """Add an image given in memory (pasted or dropped from another program)."""
         key = next(self._keys)
         rgba = qimage_to_rgba(image)
-        self._select_next = [key]
+        self.requests.select_next = [key]
         self._send("load", lambda _s: pasted_picture(key, name, rgba),
                    lane="files", latest_wins=False, context=(key, None))  # fmt: skip
 
@@ -318,12 +360,10 @@ class MainWindow(QMainWindow):
 
     def select_picture(self, key: int) -> None:
         """Analyse the picture ``key`` and show it (again, after a failure)."""
-        if key not in self.pictures or (key == self.current and not self._view_failed):
+        if key not in self.pictures or (key == self.current and not self.requests.view_failed):
             return
-        self.current = key
-        self.strip.select(key)
         self._clear_channel()
-        self._update_title()
+        self.state.current = key
         self._request_view()
 
     def set_spec(self, **changes: str) -> None:
@@ -331,20 +371,14 @@ class MainWindow(QMainWindow):
 
         Another network drops a weights file (it fits one network only) for ImageNet weights.
         """
-        if "model" in changes and "weights" not in changes and not _is_named(self.spec.weights):
-            changes["weights"] = "imagenet"
-        spec = dataclasses.replace(self.spec, **changes)
+        spec = self.state.changed_spec(**changes)
         if spec == self.spec:
             return
         self._use_spec(spec)
 
     def _use_spec(self, spec: ModelSpec) -> None:
-        self.spec = spec
-        self.controls.show_spec(spec)
-        self.settings.setValue("model", spec.model)
-        self.settings.setValue("device", spec.device)
         self._clear_channel()
-        self._update_title()
+        self.state.spec = spec
         if not self.compare:  # compared networks load with their views
             self._request_model()
         self._request_view()
@@ -352,17 +386,10 @@ class MainWindow(QMainWindow):
     def set_compare(self, on: bool) -> None:
         """Show VGG16 and ResNet101 side by side (``on``), or the one network chosen."""
         on, changed = bool(on), bool(on) != self.compare
-        self.compare = on
-        self.compare_action.setChecked(on)
-        self.pages.setCurrentWidget(self.compare_view if on else self.body)
-        self.controls.model.setEnabled(not on)
-        self.controls.model.setToolTip("Compare mode shows both networks" if on else "Network")
-        self.weights_action.setEnabled(not on)
-        for what, action in self.export_actions.items():
-            action.setVisible(what.startswith("comparison") == on)
-        self._update_title()
         if not changed:
+            self._show_mode(on)  # the window's first call: the mode is shown as it is
             return
+        self.state.compare = on  # the views follow (_show_mode)
         self.settings.setValue("compare", on)
         # What the other mode asked for and has not started is not needed any more.
         self.worker.cancel(*(["view"] if on else [f"view:{model}" for model in COMPARED]))
@@ -374,18 +401,25 @@ class MainWindow(QMainWindow):
             self.grid_title.setText("Analysing…")
         self._request_view()
 
+    def _show_mode(self, on: bool) -> None:
+        """Compare mode (``on``) or the one network: its page, toolbar and exports."""
+        self.compare_action.setChecked(on)
+        self.pages.setCurrentWidget(self.compare_view if on else self.body)
+        self.controls.model.setEnabled(not on)
+        self.controls.model.setToolTip("Compare mode shows both networks" if on else "Network")
+        self.weights_action.setEnabled(not on)
+        for what, action in self.export_actions.items():
+            action.setVisible(what.startswith("comparison") == on)
+
     def set_options(self, **changes: object) -> None:
         """Change how the analysis is shown (stage, colormap, order, class, …)."""
+        changes.setdefault("aspect", self.state.grid_aspect)  # the tiles fill the pane
         options = dataclasses.replace(self.options, **changes)
         if options == self.options:
             return
         if options.stage != self.options.stage:
             self._clear_channel()
-        self.options = options
-        self.controls.show_options(options)
-        for name in SAVED_VIEW_OPTIONS:
-            if name in changes:
-                self.settings.setValue(name, getattr(options, name))
+        self.state.options = options
         self._request_view()
 
     def _clear_channel(self) -> None:
@@ -440,7 +474,7 @@ class MainWindow(QMainWindow):
 
     def _export_comparison(self, what: str) -> None:
         complete = self.current is not None and self.compare_view.complete(self.current)
-        if self._compare_pending or not complete:
+        if self.requests.compare_pending or not complete:
             failed = [pane.label for pane in self.compare_view.panes if pane.failed]
             self.show_error(
                 f"Nothing to compare: the analysis of {' and '.join(failed)} failed."
@@ -455,7 +489,7 @@ class MainWindow(QMainWindow):
         if not path:
             return
         self._remember_folder(str(Path(path).parent))
-        specs, lead = self._compare_specs(), self._lead()
+        specs, lead = self.state.compare_specs(), self.state.lead()
         picture = self.pictures[shown.picture]
         options = dataclasses.replace(shown.options, opacity=self.options.opacity)
         self._send(
@@ -484,7 +518,7 @@ class MainWindow(QMainWindow):
 
     def idle(self) -> bool:
         """True when every request sent to the worker has been answered."""
-        return self._waiting == 0
+        return self.requests.waiting == 0
 
     def show_error(self, text: str) -> None:
         """The one way errors reach the user: the red line at the top of the window."""
@@ -495,7 +529,7 @@ class MainWindow(QMainWindow):
     # Requests and replies
 
     def _send(self, kind: str, job, **options) -> int:
-        self._waiting += 1
+        self.requests.waiting += 1
         self._show_busy(True)
         return self.worker.submit(kind, job, **options)
 
@@ -507,37 +541,26 @@ class MainWindow(QMainWindow):
         if self.current is None:
             return
         spec, picture, options = self.spec, self.pictures[self.current], self.options
-        self._view_failed = False
+        self.requests.view_failed = False
         if not self.compare:
             self._send("view", lambda session: session.view(spec, picture, options), context=spec)
             return
         # The lead network first: the other explains its top-1 class, so needs its analysis.
-        lead = self._lead()
-        self._compare_pending = {spec.model for spec in self._compare_specs()}
-        self._compare_errors = set()
+        lead = self.state.lead()
+        self.requests.compare_pending = {spec.model for spec in self.state.compare_specs()}
+        self.requests.compare_errors = set()
         self.compare_view.updating(self.current)
-        for spec in sorted(self._compare_specs(), key=lambda spec: spec != lead):
+        for spec in sorted(self.state.compare_specs(), key=lambda spec: spec != lead):
             self._send(
                 f"view:{spec.model}",
                 lambda session, spec=spec: session.view(spec, picture, options, lead),
                 context=spec,
             )
 
-    def _compare_specs(self) -> tuple[ModelSpec, ...]:
-        """The networks compared: named weights as for the network alone (a weights file fits
-        one network only: ImageNet instead), on its device."""
-        weights = self.spec.weights if _is_named(self.spec.weights) else "imagenet"
-        return tuple(ModelSpec(model, weights, self.spec.device) for model in COMPARED)
-
-    def _lead(self) -> ModelSpec:
-        """The network of the pair whose top-1 class both explain: the one chosen alone."""
-        specs = self._compare_specs()
-        return next((spec for spec in specs if spec.model == self.spec.model), specs[0])
-
     def _replied(self, reply: Reply) -> None:
-        self._waiting -= 1
-        if self._waiting <= 0:
-            self._waiting = 0
+        self.requests.waiting -= 1
+        if self.requests.waiting <= 0:
+            self.requests.waiting = 0
             self._show_busy(False)
         if reply.skipped or not self.worker.is_current(reply):
             return  # a newer request of the same kind is on its way: latest wins
@@ -545,7 +568,7 @@ class MainWindow(QMainWindow):
             return  # for a network no longer in use
         compared = reply.kind.startswith("view:")
         if (reply.kind == "view" and self.compare) or (
-            compared and (not self.compare or reply.context not in self._compare_specs())
+            compared and (not self.compare or reply.context not in self.state.compare_specs())
         ):
             return  # for the other mode, or a pair no longer compared
         if reply.kind == "load" and reply.error is not None:
@@ -571,47 +594,46 @@ class MainWindow(QMainWindow):
             return
         self.show_error(reply.error)
         if reply.kind == "view":
-            self._view_failed = True  # selecting the image again retries
-        if reply.kind not in ("model", "view") or self._good_spec == self.spec:
+            self.requests.view_failed = True  # selecting the image again retries
+        if reply.kind not in ("model", "view"):
             return
         # The network asked for could not be had: go back to the last one that worked or,
         # at the start, to ImageNet (else untrained) weights on the best device.
-        fallback = self._good_spec or ModelSpec(
-            self.spec.model, self.spec.weights if _is_named(self.spec.weights) else "imagenet"
-        )
-        if fallback != self.spec:
+        fallback = self.requests.fallback(self.spec)
+        if fallback is not None:
             self._use_spec(fallback)
 
     def _compare_failed(self, reply: Reply) -> None:
         """One compared network failed: say so once, and go back to a device that worked."""
-        self._view_failed = True  # selecting the image again retries
-        self._compare_pending.discard(reply.context.model)
-        if reply.error not in self._compare_errors:  # both fail alike on a missing device
-            self._compare_errors.add(reply.error)
+        self.requests.view_failed = True  # selecting the image again retries
+        self.requests.compare_pending.discard(reply.context.model)
+        if reply.error not in self.requests.compare_errors:  # both fail alike on a missing device
+            self.requests.compare_errors.add(reply.error)
             self.show_error(f"{reply.context.label}: {reply.error}")
         side = COMPARED.index(reply.context.model)
         self.compare_view.waiting(side, f"failed: {reply.error}", failed=True)
-        good = self._good_device or (self._good_spec.device if self._good_spec else None)
+        good = self.requests.good_device or (
+            self.requests.good_spec.device if self.requests.good_spec else None
+        )
         if good is not None and good != self.spec.device:
             self.set_spec(device=good)
 
     def _picture_arrived(self, picture: Picture) -> None:
-        self._loading = {real: key for real, key in self._loading.items() if key != picture.key}
-        self.pictures[picture.key] = picture
-        self.strip.add_picture(picture)
-        if self._select_next[:1] == [picture.key] or self.current is None:
-            self._select_next = []
+        self.requests.forget_loading(picture.key)
+        self.state.add_picture(picture)
+        if self.requests.select_next[:1] == [picture.key] or self.current is None:
+            self.requests.select_next = []
             self.select_picture(picture.key)
 
     def _load_failed(self, key: int) -> None:
-        self._loading = {real: k for real, k in self._loading.items() if k != key}
-        if key in self._select_next:  # the next image of the batch is shown instead
-            self._select_next.remove(key)
+        self.requests.forget_loading(key)
+        if key in self.requests.select_next:  # the next image of the batch is shown instead
+            self.requests.select_next.remove(key)
 
     def _model_ready(self, info: ModelInfo, notice: str | None = None) -> None:
         if info.spec != self.spec:
             return
-        self._good_spec = info.spec
+        self.requests.good_spec = info.spec
         self.device_label.setText(f"Device: {info.device}")
         self.weights_label.setText(f"Weights: {info.weights}")
         self._show_banner(notice, info.banner)
@@ -653,7 +675,7 @@ class MainWindow(QMainWindow):
     def _show_side(self, data: ViewData) -> None:
         if data.picture != self.current:
             return
-        self._compare_pending.discard(data.model.spec.model)
+        self.requests.compare_pending.discard(data.model.spec.model)
         self.compare_view.show_side(COMPARED.index(data.model.spec.model), data)
         shown = [pane.data for pane in self.compare_view.panes if pane.data is not None]
         banner = untrained_banner([d.model for d in shown], load_weights=False)
@@ -661,9 +683,9 @@ class MainWindow(QMainWindow):
         self.device_label.setText(f"Device: {data.device}")
         weights = dict.fromkeys(f"{d.model.spec.label} {d.model.weights}" for d in shown)
         self.weights_label.setText("Weights: " + " · ".join(weights))
-        if self._compare_pending or not self.compare_view.complete(self.current):
+        if self.requests.compare_pending or not self.compare_view.complete(self.current):
             return  # the other pane still shows an earlier request
-        self._good_device = self.spec.device
+        self.requests.good_device = self.spec.device
         tops = " · ".join(
             f"{d.model.spec.label} {d.topk[0][1]} ({d.topk[0][2] * 100:.1f} %) in "
             f"{d.total_ms:.0f} ms"
@@ -696,26 +718,30 @@ class MainWindow(QMainWindow):
 
     def _grid_resized(self, aspect: float) -> None:
         """The grid's pane changed shape: lay the tiles out again when other columns would
-        show them larger (a grid of the same columns is not rendered again)."""
+        show them clearly larger (by RELAYOUT_GAIN); otherwise the shape is kept for the next
+        view asked for, so that a line of text appearing above the grid moves nothing."""
         aspect = round(aspect, 2)
         grid = self.grid if not self.compare else self.compare_view.panes[0].grid
-        if aspect == self.options.aspect or not grid.isVisible():
+        if aspect == self.state.grid_aspect or not grid.isVisible():
             return
+        self.state.grid_aspect = aspect
         data = self.data if not self.compare else self.compare_view.panes[0].data
-        if data is None or self._columns(data, aspect) == data.grid.layout.columns:
-            self.options = dataclasses.replace(self.options, aspect=aspect)  # for the next view
-            return
-        self.set_options(aspect=aspect)
+        # Nothing shown yet: the view on its way (if any) is asked for again (latest wins).
+        if data is None or self._relayout_gain(data, aspect) >= RELAYOUT_GAIN:
+            self.set_options(aspect=aspect)
 
     @staticmethod
-    def _columns(data: ViewData, aspect: float) -> int:
-        from visualizer.core.render import fitting_columns  # noqa: PLC0415 (torch is loaded)
+    def _relayout_gain(data: ViewData, aspect: float) -> float:
+        """How much larger the tiles of ``data`` would show laid out anew for ``aspect``."""
+        from visualizer.core.render import fitting_columns, layout_scale  # noqa: PLC0415
 
         layout = data.grid.layout
-        return fitting_columns(len(layout.order), layout.tile_height, layout.tile_width, aspect)
+        tile = (len(layout.order), layout.tile_height, layout.tile_width)
+        best = fitting_columns(*tile, aspect)
+        return layout_scale(*tile, best, aspect) / layout_scale(*tile, layout.columns, aspect)
 
     def _opacity_changed(self, opacity: float) -> None:
-        self.options = dataclasses.replace(self.options, opacity=opacity)
+        self.state.options = dataclasses.replace(self.options, opacity=opacity)
         for controls in (self.cam.controls, self.compare_view.controls):  # both show it
             with QSignalBlocker(controls.opacity):
                 controls.opacity.setValue(round(opacity * 100))
@@ -785,7 +811,7 @@ class MainWindow(QMainWindow):
             "timings": f"{stem}_{model}_timings.csv",
         }.get(what, "")
 
-    def _update_title(self) -> None:
+    def _update_title(self, *_changed: object) -> None:
         parts = ["fmviz"]
         if self.current is not None:
             parts.append(self.pictures[self.current].label)
@@ -816,8 +842,3 @@ class TimingTabs(QTabWidget):
         self.channel = ChannelView()
         self.addTab(self.timings, "Layer timing")
         self.addTab(self.channel, "Channel")
-
-
-def _is_named(weights: str) -> bool:
-    """True for the weights a name stands for ("imagenet", "random"), not a file."""
-    return weights in ("imagenet", "random")

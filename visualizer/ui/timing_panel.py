@@ -99,6 +99,7 @@ class TimingPanel(QWidget):
         self.totals = QLabel("Timings appear after the first analysis.")
         self.totals.setObjectName("readout")
         self.totals.setTextFormat(Qt.TextFormat.RichText)
+        self.totals.setWordWrap(True)  # a narrow window wraps it rather than grows for it
         self.layers = LayerTable(self)
         self.table = QTableView()
         self.table.setModel(self.layers)
