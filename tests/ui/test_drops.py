@@ -154,3 +154,33 @@ def test_pasted_and_dropped_image_data_are_analysed(
     assert window.errors.messages == [
         "Nothing to add: the clipboard holds no image file or image data."
     ]
+
+
+def test_an_image_with_oversized_metadata_is_added_with_a_note(
+    open_window, picture_file, qtbot, tmp_path: Path
+) -> None:
+    """A PNG whose ICC profile inflates past Pillow's 1 MiB limit (as in a field report) is
+    added and analysed; the skipped profile is a note in the status bar, not a red line."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.open(picture_file("plain.png")).save(buffer, "PNG")
+    data = buffer.getvalue()
+    payload = b"ICC Profile\0\0" + zlib.compress(b"\0" * (2 << 20), 9)
+    chunk = struct.pack(">I", len(payload)) + b"iCCP" + payload
+    chunk += struct.pack(">I", zlib.crc32(b"iCCP" + payload))
+    first_data = data.index(b"IDAT") - 4
+    profiled = tmp_path / "profiled.png"
+    profiled.write_bytes(data[:first_data] + chunk + data[first_data:])
+
+    window = open_window([CHELSEA])
+    notes: list[str] = []
+    window.statusBar().messageChanged.connect(notes.append)
+    with qtbot.waitSignal(window.view_shown, timeout=60_000):
+        drop(window, [str(profiled)])
+    qtbot.waitUntil(window.idle)
+    assert window.pictures[window.current].source == str(profiled)
+    assert window.errors.messages == []
+    assert any("profiled.png: ICC profile ignored" in note for note in notes), notes

@@ -12,7 +12,7 @@ Examples::
 from visualizer.core.analysis import AnalysisResult, Analyzer
 from visualizer.core.attribution import GradCam
 from visualizer.core.device import DeviceError, resolve_device
-from visualizer.core.images import ImageLoadError, load_image
+from visualizer.core.images import ImageLoadError, LoadedImage, load_image, load_image_with_notes
 from visualizer.core.preprocess import Preprocessing
 
 __all__ = [
@@ -21,7 +21,9 @@ __all__ = [
     "DeviceError",
     "GradCam",
     "ImageLoadError",
+    "LoadedImage",
     "Preprocessing",
     "load_image",
+    "load_image_with_notes",
     "resolve_device",
 ]

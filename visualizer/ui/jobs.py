@@ -59,6 +59,7 @@ class Picture:
     source: str  # the file, or e.g. "<clipboard 1>"
     image: Image.Image | None  # RGB, for an image given in memory; None: read ``source`` again
     thumbnail: np.ndarray  # (h, w, 3) uint8, at most THUMBNAIL_SIZE a side
+    notes: tuple[str, ...] = ()  # "<file>: <what>": metadata skipped or malformed when read
 
     @property
     def label(self) -> str:
@@ -150,13 +151,13 @@ def _printable(text: str) -> str:
 
 def load_picture(key: int, path: str) -> Picture:
     """Read an image file for the strip; raises ``ImageLoadError`` naming the file and why."""
-    from visualizer.core import load_image  # noqa: PLC0415 (torch loads with it)
+    from visualizer.core import load_image_with_notes  # noqa: PLC0415 (torch loads with it)
 
     # Only the thumbnail is kept: the pixels are read again when the image is analysed, so a
     # folder of large photos does not sit decoded in memory.
-    image = load_image(path)
+    image, notes = load_image_with_notes(path)
     image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-    return Picture(key, Path(path).name, path, None, np.ascontiguousarray(image))
+    return Picture(key, Path(path).name, path, None, np.ascontiguousarray(image), notes)
 
 
 def picture_of(key: int, name: str, source: str, image: Image.Image) -> Picture:

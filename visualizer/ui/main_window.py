@@ -621,6 +621,8 @@ class MainWindow(QMainWindow):
     def _picture_arrived(self, picture: Picture) -> None:
         self.requests.forget_loading(picture.key)
         self.state.add_picture(picture)
+        if picture.notes:  # read all the same: worth a word, not a red line
+            self.statusBar().showMessage(" · ".join(picture.notes), 10000)
         if self.requests.select_next[:1] == [picture.key] or self.current is None:
             self.requests.select_next = []
             self.select_picture(picture.key)
