@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,6 +27,7 @@ from PIL import Image
 from visualizer import core as engine
 from visualizer.cli import main
 from visualizer.core import Analyzer
+from visualizer.core import export as core_export
 from visualizer.core.export import ExportOptions, output_names
 
 STAGES = ("C1", "C2", "C3", "C4", "C5")
@@ -108,7 +112,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory, device: str) -> MixedRun:
     (folder / "x.jpg").write_text("this is not a picture\n")
     bad = {
         folder / "missing.png": "no such file",
-        folder / "a folder": "is a folder",
+        folder / "a folder": "no images in this folder",
         folder / "empty.png": "the file is empty",
         folder / "x.jpg": "not an image",
     }
@@ -160,7 +164,9 @@ def test_no_temporary_file_is_left(mixed: MixedRun) -> None:
 
 
 def test_stdout_has_a_summary_line(mixed: MixedRun) -> None:
-    assert mixed.result.stdout.splitlines() == [f"exported 2 of 6 images (14 files) to {mixed.out}"]
+    # Five images: the two good ones and three bad files; the empty folder holds none.
+    summary = f"exported 2 of 5 images (14 files) to {mixed.out}"
+    assert mixed.result.stdout.splitlines() == [summary]
 
 
 def test_output_names_are_the_contract_names() -> None:
@@ -176,7 +182,6 @@ def test_output_names_are_the_contract_names() -> None:
     ("name", "content", "reason"),
     [
         pytest.param("missing.png", None, "no such file", id="missing"),
-        pytest.param("folder", "dir", "is a folder, not an image", id="folder"),
         pytest.param("empty.png", b"", "the file is empty", id="empty"),
         pytest.param("x.jpg", b"plain text\n", "not an image", id="text"),
         pytest.param("vector.png", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "SVG", id="svg"),
@@ -197,7 +202,7 @@ def test_a_bad_input_is_one_line_error(
     assert run.err.count("\n") == 1
     assert run.err.endswith("\n")
     assert run.out == f"exported 0 of 1 images (0 files) to {tmp_path / 'out'}\n"
-    assert files_in(tmp_path / "out") == set()
+    assert not (tmp_path / "out").exists()  # no folder made for nothing
 
 
 def test_a_file_name_with_a_newline_stays_on_one_line(tmp_path: Path, device: str) -> None:
@@ -381,7 +386,7 @@ def test_missing_weights_file_is_one_error_line(tmp_path: Path, device: str) -> 
     assert status == 1
     assert err.getvalue().startswith(f"error: {missing}: no such file")
     assert err.getvalue().count("\n") == 1
-    assert not list((tmp_path / "out").iterdir())
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -513,12 +518,327 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(
 
 
 def test_the_command_line_choices_are_the_engines() -> None:
+    """What ``fmviz export`` offers is what the engine takes (the lists live in
+    ``visualizer.choices`` so the command line need not import torch to show them)."""
+    import argparse
+
     from models import MODEL_NAMES, STAGE_NAMES
-    from visualizer import cli
+    from visualizer.cli import export as command
+    from visualizer.cli.options import stages
     from visualizer.core.device import DEVICE_CHOICES
     from visualizer.core.render import COLORMAPS
 
-    assert cli.MODEL_CHOICES == MODEL_NAMES
-    assert cli.STAGE_CHOICES == STAGE_NAMES
-    assert cli.DEVICE_CHOICES == DEVICE_CHOICES
-    assert cli.COLORMAP_CHOICES == COLORMAPS
+    parser = argparse.ArgumentParser()
+    command.add_parser(parser.add_subparsers())
+    [export_parser] = parser._subparsers._group_actions[0].choices.values()
+    offered = {action.dest: action.choices for action in export_parser._actions}
+    assert tuple(offered["model"]) == MODEL_NAMES
+    assert tuple(offered["device"]) == DEVICE_CHOICES
+    assert tuple(offered["colormap"]) == COLORMAPS
+    assert stages("all") == STAGE_NAMES
+
+
+# --- the summary says what is on disk; all of an image's files or none ---
+
+
+class DiskFullError(OSError):
+    """The failure injected into a write."""
+
+
+def fail_write_at(monkeypatch: pytest.MonkeyPatch, step: str, position: int) -> list[str]:
+    """Make the ``position``-th (1-based) file write fail as a full disk would: at its
+    temporary (``"temporary"``) or at its rename into place (``"rename"``). Returns the names
+    of the files tried, in order."""
+    seen: list[str] = []
+
+    def count(name: str) -> None:
+        seen.append(name)
+        if len(seen) == position:
+            raise DiskFullError(errno.ENOSPC, "No space left on device")
+
+    if step == "temporary":
+        original = core_export._new_temporary
+        monkeypatch.setattr(
+            core_export, "_new_temporary", lambda path: count(path.name) or original(path)
+        )
+    else:
+        replace = os.replace
+        monkeypatch.setattr(
+            core_export.os,
+            "replace",
+            lambda source, target: count(Path(target).name) or replace(source, target),
+        )
+    return seen
+
+
+_analyses: dict[tuple[int, str | None], object] = {}
+
+
+@pytest.fixture
+def remembered_analyses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each network analyses each image once for the whole module: the fault-injection tests
+    run the same export many times, and what they check is the writing, not the analysis."""
+    analyze = Analyzer.analyze
+
+    def remembered(self: Analyzer, image: object, *, source: str | None = None) -> object:
+        key = (id(self), source)
+        if key not in _analyses:
+            _analyses[key] = analyze(self, image, source=source)
+        return _analyses[key]
+
+    monkeypatch.setattr(Analyzer, "analyze", remembered)
+
+
+SUMMARY = re.compile(r"exported (\d+) of (\d+) images \((\d+) files\) to ")
+
+
+@pytest.fixture(scope="module")
+def two_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("two")
+    return [write_image(folder / "coffee.jpg", seed=21), write_image(folder / "tea.png", seed=22)]
+
+
+@pytest.mark.usefixtures("remembered_analyses")
+@pytest.mark.parametrize("step", ["temporary", "rename"])
+@pytest.mark.parametrize("position", range(1, 7))  # 2 images × (grid, overlay, CSV)
+def test_the_summary_counts_what_is_on_disk(
+    tmp_path: Path,
+    device: str,
+    *,
+    monkeypatch: pytest.MonkeyPatch,
+    two_images: list[Path],
+    step: str,
+    position: int,
+) -> None:
+    out = tmp_path / "out"
+    seen = fail_write_at(monkeypatch, step, position)
+    run = run_export(*two_images, "--stages", "C5", "--out", out, device=device)
+    monkeypatch.undo()
+    assert run.status == 1
+    failed = two_images[0] if position <= 3 else two_images[1]
+    assert run.err.startswith(f"error: {failed}: cannot write {seen[position - 1]} to {out} ")
+    match = SUMMARY.match(run.out)
+    assert match, run.out
+    on_disk = os.listdir(out)
+    assert int(match[3]) == len(on_disk) == 3  # the other image's three files, nothing else
+    complete = [
+        path for path in two_images if contract_names(path.stem, stages=("C5",)) <= set(on_disk)
+    ]
+    assert (int(match[1]), int(match[2])) == (len(complete), 2) == (1, 2)
+    assert complete != [failed]
+
+
+@pytest.mark.usefixtures("remembered_analyses")
+@pytest.mark.parametrize("position", range(1, 9))  # 2 × (grid, overlay, CSV), comparison PNG, CSV
+def test_with_compare_a_failed_write_leaves_nothing_of_the_image(
+    tmp_path: Path,
+    device: str,
+    monkeypatch: pytest.MonkeyPatch,
+    two_images: list[Path],
+    position: int,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    fail_write_at(monkeypatch, "temporary", position)
+    run = run_export(two_images[0], "--compare", "--stages", "C5", "--out", out, device=device)
+    monkeypatch.undo()
+    assert run.status == 1
+    assert run.err.count("\n") == 1
+    assert run.out == f"exported 0 of 1 images (0 files) to {out}\n"
+    assert os.listdir(out) == []
+
+
+def test_no_folder_is_left_when_nothing_could_be_written(
+    tmp_path: Path, device: str, monkeypatch: pytest.MonkeyPatch, two_images: list[Path]
+) -> None:
+    def full(_path: Path) -> tuple[Path, int]:
+        raise DiskFullError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(core_export, "_new_temporary", full)
+    out = tmp_path / "a" / "b" / "out"
+    run = run_export(*two_images, "--stages", "C5", "--out", out, device=device)
+    monkeypatch.undo()
+    assert run.status == 1
+    assert len(run.err.splitlines()) == 2
+    assert run.out == f"exported 0 of 2 images (0 files) to {out}\n"
+    assert os.listdir(tmp_path) == []  # neither out nor the folders made above it
+
+
+def test_a_folder_that_was_there_stays_when_nothing_is_exported(
+    tmp_path: Path, device: str
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    run = run_export(tmp_path / "missing.png", "--out", out, device=device)
+    assert run.status == 1
+    assert out.is_dir()
+
+
+def test_the_writability_check_leaves_no_folder_behind(tmp_path: Path, device: str) -> None:
+    # The check makes the folders to try a file in them, and takes them away again: the one
+    # image is missing, so nothing is written and nothing may be left.
+    run = run_export(tmp_path / "missing.png", "--out", tmp_path / "new" / "out", device=device)
+    assert run.status == 1
+    assert run.out == f"exported 0 of 1 images (0 files) to {tmp_path / 'new' / 'out'}\n"
+    assert os.listdir(tmp_path) == []
+
+
+# --- folders, as the window takes them ---
+
+
+def test_a_folder_gives_its_images_and_those_of_its_subfolders(tmp_path: Path, device: str) -> None:
+    folder = tmp_path / "photos"
+    write_image(folder / "b.png", seed=1)
+    write_image(folder / "a.jpg", seed=2)
+    write_image(folder / "inner" / "c.png", seed=3)
+    write_image(folder / ".hidden" / "d.png", seed=4)  # hidden: left out, as in the window
+    write_image(folder / ".e.png", seed=5)
+    (folder / "notes.txt").write_text("not an image\n")
+    out = tmp_path / "out"
+    run = run_export(folder, "--stages", "C5", "--out", out, device=device)
+    assert run.status == 0, run.err
+    assert run.err == ""
+    assert run.out == f"exported 3 of 3 images (9 files) to {out}\n"
+    expected = set().union(*(contract_names(stem, stages=("C5",)) for stem in "abc"))
+    assert files_in(out) == expected
+    with Image.open(out / "c_resnet101_C5.png") as grid:
+        assert grid.text["source"] == str(folder / "inner" / "c.png")
+
+
+def test_a_folder_without_images_is_one_error_line(tmp_path: Path, device: str) -> None:
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "readme.txt").write_text("no pictures here\n")
+    good = write_image(tmp_path / "g.png")
+    out = tmp_path / "out"
+    run = run_export(empty, good, "--stages", "C5", "--out", out, device=device)
+    assert run.status == 1
+    assert run.err == f"error: {empty}: no images in this folder\n"
+    assert run.out == f"exported 1 of 1 images (3 files) to {out}\n"
+
+
+def test_a_folder_gives_at_most_the_windows_limit(
+    tmp_path: Path, device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from visualizer import folders
+
+    monkeypatch.setattr(folders, "MAX_FOLDER_FILES", 2)
+    folder = tmp_path / "many"
+    for index in range(3):
+        write_image(folder / f"{index}.png", seed=index)
+    out = tmp_path / "out"
+    run = run_export(folder, "--stages", "C5", "--out", out, device=device)
+    assert run.status == 0, run.err
+    assert run.err == f"note: {folder}: only its first 2 images are taken\n"
+    assert run.out == f"exported 2 of 2 images (6 files) to {out}\n"
+    assert {name.split("_")[0] for name in files_in(out)} == {"0", "1"}
+
+
+# --- Ctrl+C ---
+
+
+def test_ctrl_c_on_the_second_image_ends_cleanly(
+    tmp_path: Path, device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = [write_image(tmp_path / f"{name}.png", seed=30 + i) for i, name in enumerate("xyz")]
+    analyze = Analyzer.analyze
+
+    def interrupted(self: Analyzer, image: object, *, source: str | None = None) -> object:
+        if source == str(images[1]):
+            raise KeyboardInterrupt
+        return analyze(self, image, source=source)
+
+    monkeypatch.setattr(Analyzer, "analyze", interrupted)
+    out = tmp_path / "out"
+    run = run_export(*images, "--stages", "C5", "--out", out, device=device)
+    assert run.status == 130
+    assert run.out == ""
+    assert run.err == f"interrupted: 1 of 3 images exported (3 files) to {out}\n"
+    assert files_in(out) == contract_names("x", stages=("C5",))
+
+
+def test_ctrl_c_while_writing_leaves_no_file_of_that_image(
+    tmp_path: Path, device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = [write_image(tmp_path / f"{name}.png", seed=40 + i) for i, name in enumerate("xy")]
+    original = core_export._new_temporary
+    calls: list[Path] = []
+
+    def interrupted(path: Path) -> tuple[Path, int]:
+        calls.append(path)
+        if len(calls) == 5:  # the second file of the second image
+            raise KeyboardInterrupt
+        return original(path)
+
+    monkeypatch.setattr(core_export, "_new_temporary", interrupted)
+    out = tmp_path / "out"
+    run = run_export(*images, "--stages", "C5", "--out", out, device=device)
+    assert run.status == 130
+    assert run.err == f"interrupted: 1 of 2 images exported (3 files) to {out}\n"
+    assert files_in(out) == contract_names("x", stages=("C5",))  # no temporary either
+
+
+def test_ctrl_c_before_anything_is_written_leaves_no_folder(
+    tmp_path: Path, device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Analyzer, "analyze", interrupted)
+    image = write_image(tmp_path / "p.png")
+    run = run_export(image, "--out", tmp_path / "out", device=device)
+    assert run.status == 130
+    assert run.err == f"interrupted: 0 of 1 images exported (0 files) to {tmp_path / 'out'}\n"
+    assert not (tmp_path / "out").exists()
+
+
+# --- --annotate ---
+
+
+def test_annotate_adds_a_figure_beside_each_picture(tmp_path: Path, device: str) -> None:
+    image = write_image(tmp_path / "cup.jpg", seed=50)
+    out = tmp_path / "out"
+    run = run_export(image, "--annotate", "--stages", "C4,C5", "--out", out, device=device)
+    assert run.status == 0, run.err
+    annotated = {
+        "cup_resnet101_C4_annotated.png",
+        "cup_resnet101_C5_annotated.png",
+        "cup_resnet101_gradcam_C5_annotated.png",
+    }
+    assert files_in(out) == contract_names("cup", stages=("C4", "C5")) | annotated
+    assert run.out == f"exported 1 of 1 images (7 files) to {out}\n"
+    options = ExportOptions(stages=("C4", "C5"), annotate=True)
+    assert set(output_names("cup", "resnet101", options)) == files_in(out)
+    for name in annotated:
+        with Image.open(out / name) as figure:
+            assert "cup.jpg" in figure.text["title"]
+            assert figure.text["source"] == str(image)
+            assert "untrained weights" in figure.text["warning"]
+
+
+# --- what reading an image skipped: a note, never a raw library warning ---
+
+
+def test_an_image_with_oversized_metadata_is_exported_with_one_note(
+    tmp_path: Path, device: str
+) -> None:
+    """A PNG whose ICC profile inflates past Pillow's 1 MiB limit (as in a field report):
+    exported, with one ``note:`` line saying what was skipped, and no warning text."""
+    import struct
+    import zlib
+
+    plain = write_image(tmp_path / "plain.png")
+    data = plain.read_bytes()
+    payload = b"ICC Profile\0\0" + zlib.compress(b"\0" * (2 << 20), 9)
+    chunk = struct.pack(">I", len(payload)) + b"iCCP" + payload
+    chunk += struct.pack(">I", zlib.crc32(b"iCCP" + payload))
+    first_data = data.index(b"IDAT") - 4
+    profiled = tmp_path / "profiled.png"
+    profiled.write_bytes(data[:first_data] + chunk + data[first_data:])
+    out = tmp_path / "out"
+    run = run_export(profiled, "--stages", "C5", "--out", out, device=device)
+    assert run.status == 0, run.err
+    assert run.err.startswith(f"note: {profiled}: ICC profile ignored")
+    assert run.err.count("\n") == 1
+    assert "Warning" not in run.err
+    assert run.out == f"exported 1 of 1 images (3 files) to {out}\n"

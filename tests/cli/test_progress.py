@@ -143,3 +143,42 @@ def test_export_draws_the_bar_on_a_terminal_and_keeps_errors_whole(
     assert on_screen(drawn) == [f"error: {missing}: no such file", ""]  # the bar is gone
     assert "Traceback" not in drawn
     assert capsys.readouterr().out.startswith("exported 1 of 2 images (3 files) to ")
+
+
+def test_ctrl_c_clears_the_bar_and_says_how_far_the_export_got(
+    tmp_path: Path,
+    device: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from visualizer.core import Analyzer
+
+    images = []
+    for name in ("a", "b", "c"):
+        pixels = np.random.default_rng(len(images)).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels, "RGB").save(tmp_path / f"{name}.png")
+        images.append(tmp_path / f"{name}.png")
+    analyze = Analyzer.analyze
+
+    def interrupted(self: Analyzer, image: object, *, source: str | None = None) -> object:
+        if source == str(images[1]):
+            raise KeyboardInterrupt
+        return analyze(self, image, source=source)
+
+    monkeypatch.setattr(Analyzer, "analyze", interrupted)
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    out = tmp_path / "out"
+    argv = ["export", *map(str, images), "--out", str(out), "--stages", "C5"]
+    status = main([*argv, "--weights", "random", "--device", device])
+    assert status == 130
+    drawn = terminal.getvalue()
+    assert "] 1/3 " in drawn  # the bar was there, on the second image
+    summary = f"interrupted: 1 of 3 images exported (3 files) to {out}"
+    assert on_screen(drawn) == [summary, ""]  # the bar is gone, the line is whole
+    assert capsys.readouterr().out == ""
+    assert sorted(path.name for path in out.iterdir()) == [
+        "a_resnet101_C5.png",
+        "a_resnet101_gradcam_C5.png",
+        "a_resnet101_timings.csv",
+    ]

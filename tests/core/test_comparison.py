@@ -29,8 +29,10 @@ from visualizer.core import export
 from visualizer.core.analysis import AnalysisResult, Analyzer
 from visualizer.core.attribution import GradCam
 from visualizer.core.comparison import (
+    CAPTION,
     COLUMN,
     GAP,
+    LABEL,
     MARGIN,
     OVERLAY,
     ComparedSide,
@@ -39,9 +41,12 @@ from visualizer.core.comparison import (
     comparison_names,
     disagreement,
     export_comparison,
+    render_comparison,
+    save_comparison,
     shared_target,
 )
 from visualizer.core.export import GRADCAM_METHOD, ExportOptions
+from visualizer.core.figure import ALERT
 from visualizer.core.render import SCALES, channel_order, overlay
 from visualizer.core.stage_summary import stage_parameters, stage_rows
 
@@ -458,6 +463,88 @@ def test_only_the_csv_without_stages(tmp_path: Path, analyzers, results) -> None
     assert listing(tmp_path) == ["x_compare_timings.csv"]
 
 
+# --- what each side says: untrained weights, the class its Grad-CAM explains --------------------
+
+
+def standing(result: AnalysisResult, index: int, label: str) -> str:
+    """``"<index> <label>: <p> %, rank <r> of 1000"``, from the logits: probability by softmax,
+    rank by sorting (1 for the top-1); 0.1 % and above with one decimal, else two significant
+    digits."""
+    probability = float(torch.softmax(result.logits.double(), dim=0)[index]) * 100
+    rank = torch.argsort(result.logits, descending=True).tolist().index(index) + 1
+    shown = f"{probability:.1f}" if probability >= 0.1 else f"{probability:.2g}"
+    return f"{index} {label}: {shown} %, rank {rank} of {result.logits.numel()}"
+
+
+@pytest.mark.parametrize("stage", OPTIONS.stages)
+def test_png_names_the_class_and_its_probability_in_each_network(
+    exported, analyzers, results, tops, stage: str
+) -> None:
+    folder, _ = exported
+    with Image.open(folder / f"pic_compare_{stage}.png") as picture:
+        text = dict(picture.text)
+    target, label = tops[0], analyzers[0].categories[tops[0]]
+    assert text["title"] == f"café.png · stage {stage} · Grad-CAM of {target} {label} at C4"
+    assert text["VGG16 class"] == standing(results[0], target, label)
+    assert text["ResNet101 class"] == standing(results[1], target, label)
+    assert text["VGG16 class"].endswith(", rank 1 of 1000")  # VGG16's own top-1
+    assert not text["ResNet101 class"].endswith(", rank 1 of 1000")
+    assert text["warning"].count("untrained weights") == 2
+    assert text["warning"].startswith("VGG16: ")
+    assert "; ResNet101: " in text["warning"]
+
+
+def sides_of(analyzers, results, cams, trained: tuple[bool, bool]) -> list[ComparedSide]:
+    """The C5 comparison of ``results``, each marked trained or not as ``trained`` says."""
+    marked = [dataclasses.replace(r, trained=t) for r, t in zip(results, trained, strict=True)]
+    return compare(analyzers, marked, cams, "C5", ExportOptions(stages=("C5",)))
+
+
+@pytest.mark.parametrize("trained", [(False, False), (True, False), (False, True), (True, True)])
+def test_each_untrained_side_has_a_red_band_and_a_warning(
+    tmp_path: Path, analyzers, results, tops, cams_c5, *, trained: tuple[bool, bool]
+) -> None:
+    sides = sides_of(analyzers, results, cams_c5, trained)
+    label = analyzers[0].categories[tops[0]]
+    canvas = np.asarray(render_comparison(sides, label))
+    for index, side in enumerate(sides):
+        left = MARGIN + index * (COLUMN + GAP)
+        band = canvas[MARGIN + 96 : MARGIN + 96 + LABEL - 4, left : left + COLUMN]
+        red = (band == ALERT).all(axis=2).mean()
+        assert (red > 0.5) == (not trained[index]), f"{side.label}: {red:.0%} red"
+    with Image.open(save_comparison(tmp_path / "c.png", sides, label)) as picture:
+        warning = picture.text.get("warning")
+    untrained = [side.label for side, fine in zip(sides, trained, strict=True) if not fine]
+    if not untrained:
+        assert warning is None
+        assert not (canvas[MARGIN + 96 : MARGIN + 96 + LABEL] == ALERT).all(axis=2).any()
+    else:
+        assert [part.split(":")[0] for part in warning.split("; ")] == untrained
+
+
+def test_maps_of_two_classes_are_captioned_with_their_class(
+    analyzers, results, tops, direct
+) -> None:
+    """Two renders that differ only in the class explained: each map has its class named
+    above it, so the two cannot be taken for each other."""
+    captions = []
+    for target in tops:
+        cams = [a.gradcams(r, ["C5"], target) for a, r in zip(analyzers, results, strict=True)]
+        sides = sides_of(analyzers, results, cams, (True, True))
+        canvas = np.asarray(render_comparison(sides, analyzers[0].categories[target]))
+        found = []
+        for index, result in enumerate(results):
+            left = MARGIN + index * (COLUMN + GAP)
+            top = find_block(canvas, shown_overlay(result, direct(index, "C5", target)), left)
+            assert top is not None
+            caption = canvas[top - CAPTION : top, left : left + COLUMN]
+            assert (caption.max(axis=2) < 128).mean() > 0.01  # words there
+            found.append(caption)
+        captions.append(found)
+    for side in range(2):
+        assert np.abs(captions[0][side].astype(int) - captions[1][side]).max() > 100
+
+
 # --- atomic writes -------------------------------------------------------------------------------
 
 
@@ -512,7 +599,7 @@ def test_a_read_only_folder_raises_and_leaves_nothing(
         folder.chmod(0o755)
 
 
-def test_a_failure_on_the_csv_keeps_the_pngs_and_leaves_no_temporary(
+def test_a_failure_on_the_csv_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, analyzers, results, cams_c5
 ) -> None:
     replace = os.replace
@@ -531,7 +618,52 @@ def test_a_failure_on_the_csv_keeps_the_pngs_and_leaves_no_temporary(
         )
     monkeypatch.undo()
     assert len(calls) == 2
-    assert listing(tmp_path) == ["x_compare_C5.png"]
+    assert listing(tmp_path) == []  # the PNG renamed into place first is taken back
+
+
+@pytest.mark.parametrize("step", ["temporary", "rename"])
+@pytest.mark.parametrize("position", [1, 2, 3])
+@pytest.mark.parametrize("earlier", [False, True], ids=["new", "over-earlier-files"])
+def test_a_failure_at_any_write_leaves_the_folder_as_it_was(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    analyzers,
+    results,
+    cams_c5,
+    step: str,
+    position: int,
+    earlier: bool,
+) -> None:
+    options = ExportOptions(stages=("C1", "C5"))
+    names = comparison_names("x", options.stages)
+    if earlier:
+        for name in names:
+            (tmp_path / name).write_bytes(f"an earlier {name}".encode())
+    before = {name: (tmp_path / name).read_bytes() for name in listing(tmp_path)}
+    seen: list[str] = []
+    new_temporary, replace = export._new_temporary, os.replace
+
+    def counted(name: str) -> None:
+        seen.append(name)
+        if len(seen) == position:
+            raise InjectedError(errno.ENOSPC, "No space left on device")
+
+    if step == "temporary":
+        monkeypatch.setattr(
+            export, "_new_temporary", lambda path: counted(path.name) or new_temporary(path)
+        )
+    else:
+        monkeypatch.setattr(
+            export.os,
+            "replace",
+            lambda source, target: counted(Path(target).name) or replace(source, target),
+        )
+    with pytest.raises(InjectedError) as raised:
+        export_comparison(analyzers, results, tmp_path, "x", options, cams=cams_c5)
+    monkeypatch.undo()
+    assert raised.value.filename == str(tmp_path / seen[position - 1])
+    assert {name: (tmp_path / name).read_bytes() for name in listing(tmp_path)} == before
 
 
 def test_a_rewrite_replaces_the_old_files(tmp_path: Path, analyzers, results, cams_c5) -> None:

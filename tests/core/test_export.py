@@ -340,7 +340,7 @@ def test_a_failed_save_leaves_nothing(
     assert listing(tmp_path) == []
 
 
-def test_a_failure_midway_keeps_the_files_done(
+def test_a_failure_midway_leaves_nothing(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     analyzer: Analyzer,
@@ -360,7 +360,123 @@ def test_a_failure_midway_keeps_the_files_done(
     options = ExportOptions(stages=("C4", "C5"), cam_stage="C5")
     with pytest.raises(InjectedError):
         export_result(analyzer, result, tmp_path, "img", options, cams=cams)
+    assert listing(tmp_path) == []  # the C4 grid, written first, is gone with the rest
+
+
+# --- all or nothing: a failure at any write ------------------------------------------------
+
+FOUR = ExportOptions(stages=("C4", "C5"), cam_stage="C5")  # 4 files: 2 grids, overlay, CSV
+
+
+def fail_at(monkeypatch: pytest.MonkeyPatch, step: str, position: int) -> list[str]:
+    """Make the ``position``-th (1-based) call of ``step`` fail as a full disk would.
+
+    ``"temporary"``: creating a file's temporary (every file's bytes go through one);
+    ``"rename"``: ``os.replace`` (a temporary renamed into place). Returns the names the calls
+    were about, in order.
+    """
+    seen: list[str] = []
+    if step == "temporary":
+        original = export._new_temporary
+
+        def counted(path: Path) -> tuple[Path, int]:
+            seen.append(path.name)
+            if len(seen) == position:
+                failing()
+            return original(path)
+
+        monkeypatch.setattr(export, "_new_temporary", counted)
+    else:
+        replace = os.replace
+
+        def counted_replace(source: Any, destination: Any) -> None:
+            seen.append(Path(destination).name)
+            if len(seen) == position:
+                failing()
+            replace(source, destination)
+
+        monkeypatch.setattr(export.os, "replace", counted_replace)
+    return seen
+
+
+@pytest.mark.parametrize("step", ["temporary", "rename"])
+@pytest.mark.parametrize("position", [1, 2, 3, 4])
+def test_a_failure_at_any_write_leaves_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    analyzer: Analyzer,
+    result: AnalysisResult,
+    cams: dict[str, GradCam],
+    step: str,
+    position: int,
+) -> None:
+    seen = fail_at(monkeypatch, step, position)
+    with pytest.raises(InjectedError) as raised:
+        export_result(analyzer, result, tmp_path, "img", FOUR, cams=cams)
+    monkeypatch.undo()
+    assert len(seen) == position  # nothing is tried after the failure
+    assert raised.value.filename == str(tmp_path / seen[-1])  # names the file, not a temporary
+    assert listing(tmp_path) == []  # no file of the export, no temporary
+
+
+@pytest.mark.parametrize("step", ["temporary", "rename"])
+@pytest.mark.parametrize("position", [1, 2, 3, 4])
+def test_a_failed_export_keeps_every_file_it_would_have_replaced(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    analyzer: Analyzer,
+    result: AnalysisResult,
+    cams: dict[str, GradCam],
+    step: str,
+    position: int,
+) -> None:
+    names = output_names("img", "resnet101", FOUR)
+    for name in names:
+        (tmp_path / name).write_bytes(f"an earlier {name}".encode())
+    fail_at(monkeypatch, step, position)
+    with pytest.raises(InjectedError):
+        export_result(analyzer, result, tmp_path, "img", FOUR, cams=cams)
+    monkeypatch.undo()
+    assert listing(tmp_path) == sorted(names)
+    for name in names:
+        assert (tmp_path / name).read_bytes() == f"an earlier {name}".encode()
+
+
+def test_an_interrupted_export_leaves_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    analyzer: Analyzer,
+    result: AnalysisResult,
+    cams: dict[str, GradCam],
+) -> None:
+    (tmp_path / "img_resnet101_C4.png").write_bytes(b"an earlier grid")
+    original = export._new_temporary
+    calls: list[Path] = []
+
+    def third_interrupted(path: Path) -> tuple[Path, int]:
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(path)
+
+    monkeypatch.setattr(export, "_new_temporary", third_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_result(analyzer, result, tmp_path, "img", FOUR, cams=cams)
     assert listing(tmp_path) == ["img_resnet101_C4.png"]
+    assert (tmp_path / "img_resnet101_C4.png").read_bytes() == b"an earlier grid"
+
+
+def test_a_successful_export_replaces_the_old_files_and_leaves_no_backup(
+    tmp_path: Path, analyzer: Analyzer, result: AnalysisResult, cams: dict[str, GradCam]
+) -> None:
+    names = output_names("img", "resnet101", FOUR)
+    for name in names:
+        (tmp_path / name).write_bytes(b"old")
+    export_result(analyzer, result, tmp_path, "img", FOUR, cams=cams)
+    assert listing(tmp_path) == sorted(names)
+    assert all((tmp_path / name).read_bytes() != b"old" for name in names)
 
 
 @pytest.mark.parametrize("step", ["replace", "fdopen write"])

@@ -10,7 +10,7 @@ QT_MODULES = ("PySide6", "shiboken6", "pyqtgraph", "PyQt5", "PyQt6")
 def test_the_core_imports_no_qt(modules_after: Callable[[str], set[str]]) -> None:
     loaded = modules_after(
         "import visualizer.core, visualizer.core.render, visualizer.core.export, "
-        "visualizer.bench.engine, visualizer.cli.export"
+        "visualizer.core.figure, visualizer.bench.engine, visualizer.cli.export, visualizer.folders"
     )
     assert "visualizer.core.analysis" in loaded
     assert not {name for name in loaded if name.split(".")[0] in QT_MODULES}

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +18,9 @@ from visualizer.cli.progress import Progress
 
 if TYPE_CHECKING:
     from visualizer.core import AnalysisResult, Analyzer
-    from visualizer.core.export import ExportOptions
+    from visualizer.core.export import ExportOptions, WriteBatch
+
+INTERRUPTED = 130  # the exit status of a command ended by Ctrl+C (128 + SIGINT)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -25,10 +30,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description=(
             "For each IMAGE write <stem>_<model>_<stage>.png (tile grid of every channel), "
             "<stem>_<model>_gradcam_<stage>.png (Grad-CAM over the image) and "
-            "<stem>_<model>_timings.csv (per-layer milliseconds)."
+            "<stem>_<model>_timings.csv (per-layer milliseconds). A FOLDER gives the images "
+            "in it and its subfolders, as the window takes a dropped folder. An image's files "
+            "are all written or none is."
         ),
     )
-    export.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    export.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE|FOLDER",
+        help="image files, or folders of them (subfolders too; hidden files left out)",
+    )
     export.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     add_model_options(export)
     export.add_argument(
@@ -73,21 +85,32 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "<stem>_compare_timings.csv"
         ),
     )
+    export.add_argument(
+        "--annotate",
+        action="store_true",
+        help=(
+            "also write <stem>_<model>_<stage>_annotated.png and "
+            "<stem>_<model>_gradcam_<stage>_annotated.png: the same pictures with a title, "
+            "the class, a colour bar with its values, channel numbers, and a warning for "
+            "untrained weights"
+        ),
+    )
     export.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export ``args.images`` to ``args.out``; 0 when all are done, 1 when any failed."""
+    """Export ``args.images`` to ``args.out``: 0 when all are done, 1 when any failed, 130
+    when interrupted (Ctrl+C)."""
     # The engine imports torch: loaded here, not when the command line starts.
     from models import WeightsError  # noqa: PLC0415
     from models.weights import PATH_SHOWN, shown  # noqa: PLC0415
     from visualizer.core import Analyzer, DeviceError  # noqa: PLC0415
     from visualizer.core.export import ExportOptions  # noqa: PLC0415
 
-    out: Path = args.out
-    problem = _unwritable(out)
+    out = _OutputFolder(args.out)
+    problem = out.unwritable()
     if problem:
-        error(f"{shown(out, PATH_SHOWN)}: {problem}")
+        error(f"{shown(out.path, PATH_SHOWN)}: {problem}")
         return 1
     names = list(MODELS) if args.compare else [args.model]
     lead = names.index(args.model)  # in a comparison, its top-1 is the class both explain
@@ -103,61 +126,161 @@ def run(args: argparse.Namespace) -> int:
         colormap=args.colormap,
         scale=args.scale,
         order=args.order,
+        annotate=args.annotate,
     )
-    inputs = _distinct(args.images)
-    stems = _unique_stems(inputs)
-    progress = Progress(len(inputs), label="")
-    failures = written = 0
+    tally = _Tally()
     try:
-        for done, (path, stem) in enumerate(zip(inputs, stems, strict=True)):
-            progress.update(done, label=shown(path, PATH_SHOWN))
-            outcome = _export_one(path, stem, analyzers, out, options, lead=lead)
-            if isinstance(outcome, str):
-                failures += 1
-                progress.message(f"error: {outcome}")
-            else:
-                written += outcome
-        progress.update(len(inputs))
-    finally:
-        progress.close()
+        _export_all(args.images, analyzers, out, options, tally, lead=lead)
+    except KeyboardInterrupt:
+        out.tidy()
+        print(
+            f"interrupted: {tally.exported} of {tally.images} images exported "
+            f"({tally.files} files) to {shown(out.path, PATH_SHOWN)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return INTERRUPTED
+    out.tidy()
     for analyzer in analyzers:
         if analyzer.notice:
             print(f"note: {analyzer.notice}", flush=True)
-    done_count = len(inputs) - failures
-    summary = f"exported {done_count} of {len(inputs)} images ({written} files)"
-    print(f"{summary} to {shown(out, PATH_SHOWN)}", flush=True)
-    return 1 if failures else 0
+    summary = f"exported {tally.exported} of {tally.images} images ({tally.files} files)"
+    print(f"{summary} to {shown(out.path, PATH_SHOWN)}", flush=True)
+    return 1 if tally.failures else 0
+
+
+def _export_all(
+    paths: list[str],
+    analyzers: list[Analyzer],
+    out: _OutputFolder,
+    options: ExportOptions,
+    tally: _Tally,
+    *,
+    lead: int,
+) -> None:
+    """Export every image of ``paths`` (files and folders), counting in ``tally`` as it goes,
+    so that an interruption (``KeyboardInterrupt``, which goes on) leaves it true; the
+    progress bar is gone by then."""
+    from models.weights import PATH_SHOWN, shown  # noqa: PLC0415
+
+    inputs = _inputs(paths)
+    images = [entry for entry in inputs if isinstance(entry, str)]
+    stems = iter(_unique_stems(images))
+    tally.images = len(images)
+    progress = Progress(len(images), label="")
+    try:
+        for entry in inputs:
+            if isinstance(entry, _Problem):
+                if entry.kind == "error":
+                    tally.failures += 1
+                progress.message(f"{entry.kind}: {entry.message}")
+                continue
+            progress.update(tally.done, label=shown(entry, PATH_SHOWN))
+            outcome = _export_one(
+                entry, next(stems), analyzers, out, options, lead=lead, note=progress.message
+            )
+            tally.done += 1
+            if isinstance(outcome, str):
+                tally.failures += 1
+                progress.message(f"error: {outcome}")
+            else:
+                tally.exported += 1
+                tally.files += outcome
+        progress.update(tally.done)
+    finally:
+        progress.close()
+
+
+@dataclass
+class _Tally:
+    """What an export has done so far: images found, tried, all written, failed; files."""
+
+    images: int = 0
+    done: int = 0
+    exported: int = 0
+    failures: int = 0
+    files: int = 0
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """What to say about an input, in its place among the images: ``"<input>: <reason>"``,
+    an ``error`` (a folder without images, which counts as a failure) or a ``note``."""
+
+    message: str
+    kind: str = "error"
+
+
+def _inputs(paths: list[str]) -> list[str | _Problem]:
+    """The images to export for ``paths``, in order: a file as it is (reading it says whether
+    it is an image), a folder as the window takes a dropped one (``folders.image_files``:
+    its images and its subfolders', sorted, hidden ones left out, at most
+    ``MAX_FOLDER_FILES``); a folder without images is a `_Problem`. Each file once."""
+    from models.weights import PATH_SHOWN, shown  # noqa: PLC0415
+
+    entries: list[str | _Problem] = []
+    for path in paths:
+        if not os.path.isdir(path):
+            entries.append(path)
+            continue
+        from visualizer import folders  # noqa: PLC0415 - the window's own listing
+
+        found, problems = folders.image_files([path])
+        if problems:
+            entries.append(_Problem(f"{shown(path, PATH_SHOWN)}: no images in this folder"))
+        elif len(found) >= folders.MAX_FOLDER_FILES:
+            message = f"{shown(path, PATH_SHOWN)}: only its first {len(found)} images are taken"
+            # (the window's limit, MAX_FOLDER_FILES: a folder holding exactly that many is
+            # taken whole, and the note is said all the same)
+            entries.append(_Problem(message, "note"))
+        entries.extend(found)
+    seen: set[str] = set()
+    distinct: list[str | _Problem] = []
+    for entry in entries:
+        key = entry if isinstance(entry, _Problem) else os.path.realpath(entry)
+        if key not in seen:  # the same file named twice, however spelt, is one input
+            seen.add(key)
+            distinct.append(entry)
+    return distinct
 
 
 def _export_one(
     path: str,
     stem: str,
     analyzers: list[Analyzer],
-    out: Path,
+    out: _OutputFolder,
     options: ExportOptions,
     *,
     lead: int = 0,
+    note: Callable[[str], None] = print,
 ) -> int | str:
-    """The number of files written for ``path``, or why it failed (``"<file>: <reason>"``).
+    """The number of files written for ``path``, or why it failed (``"<file>: <reason>"``);
+    what reading the image skipped or found malformed is told through ``note``, a line each.
 
     With two networks, their comparison is written too: its Grad-CAMs explain one class
-    (``options.target``, else the top-1 of ``analyzers[lead]``).
+    (``options.target``, else the top-1 of ``analyzers[lead]``). All of the image's files are
+    written or none is (``KeyboardInterrupt`` included, which goes on).
     """
     from models.weights import PATH_SHOWN, shown  # noqa: PLC0415
-    from visualizer.core import ImageLoadError, load_image  # noqa: PLC0415
+    from visualizer.core import ImageLoadError, load_image_with_notes  # noqa: PLC0415
+    from visualizer.core.export import WriteBatch  # noqa: PLC0415
 
     name = shown(path, PATH_SHOWN)
+    folder = shown(out.path, PATH_SHOWN)
     try:
-        image = load_image(path)
+        image, notes = load_image_with_notes(path)
+        for text in notes:
+            note(f"note: {text}")
         results = [analyzer.analyze(image, source=path) for analyzer in analyzers]
         try:
-            return _write(analyzers, results, out, stem, options, lead=lead)
+            out.make()
+            with WriteBatch() as batch:
+                _write(analyzers, results, out.path, stem, options, batch=batch, lead=lead)
+            return len(batch.committed)
         except OSError as failure:
             reason = shown(failure.strerror or str(failure), PATH_SHOWN)
             what = Path(failure.filename).name if failure.filename else None
-            where = (
-                f"{what} to {shown(out, PATH_SHOWN)}" if what else f"to {shown(out, PATH_SHOWN)}"
-            )
+            where = f"{what} to {folder}" if what else f"to {folder}"
             return f"{name}: cannot write {where} ({reason})"
     except ImageLoadError as failure:
         return str(failure)
@@ -173,9 +296,10 @@ def _write(
     stem: str,
     options: ExportOptions,
     *,
+    batch: WriteBatch,
     lead: int,
-) -> int:
-    """Write every file of one image; the number written.
+) -> None:
+    """Every file of one image, into ``batch``.
 
     Each network's own files explain its own top-1 class unless ``--target`` names one, as
     without ``--compare``; the comparison explains one class for both.
@@ -183,41 +307,57 @@ def _write(
     from visualizer.core.comparison import export_comparison, shared_target  # noqa: PLC0415
     from visualizer.core.export import export_result  # noqa: PLC0415
 
-    written = sum(
-        len(export_result(analyzer, result, out, stem, options))
-        for analyzer, result in zip(analyzers, results, strict=True)
-    )
-    if len(analyzers) == 1:
-        return written
-    shared = dataclasses.replace(options, target=shared_target(results, options.target, lead))
-    return written + len(export_comparison(analyzers, results, out, stem, shared))
+    for analyzer, result in zip(analyzers, results, strict=True):
+        export_result(analyzer, result, out, stem, options, batch=batch)
+    if len(analyzers) > 1:
+        shared = dataclasses.replace(options, target=shared_target(results, options.target, lead))
+        export_comparison(analyzers, results, out, stem, shared, batch=batch)
 
 
-def _unwritable(folder: Path) -> str | None:
-    """Why files cannot be written into ``folder`` (created if missing), or None."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except FileExistsError:
-        return "exists and is not a folder"
-    except NotADirectoryError:
-        return "is not a folder"
-    except OSError as failure:
-        return f"cannot write there ({failure.strerror or failure})"
-    return None
+class _OutputFolder:
+    """``--out``: made only when a first file is about to be written, and taken away again
+    (with the folders made above it) when nothing was written into it."""
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._made: list[Path] = []  # the folders this run made, outermost first
 
-def _distinct(paths: list[str]) -> list[str]:
-    """``paths`` without repeats: the same file named twice, however spelt, is one input."""
-    seen: set[str] = set()
-    distinct = []
-    for path in paths:
-        key = os.path.realpath(path)
-        if key not in seen:
-            seen.add(key)
-            distinct.append(path)
-    return distinct
+    def unwritable(self) -> str | None:
+        """Why files cannot be written into the folder, or None. To find out, the missing
+        folders are made and a file is tried in the last; what was made is taken away."""
+        try:
+            self.make()
+            with tempfile.TemporaryFile(dir=self.path):
+                pass
+        except FileExistsError:
+            return "exists and is not a folder"
+        except NotADirectoryError:
+            return "is not a folder"
+        except OSError as failure:
+            return f"cannot write there ({failure.strerror or failure})"
+        finally:
+            self.tidy()
+        return None
+
+    def make(self) -> None:
+        """Make the folder and those missing above it."""
+        missing = []
+        folder = self.path
+        while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        finally:  # those made, even when a deeper one could not be
+            self._made.extend(made for made in reversed(missing) if made.is_dir())
+
+    def tidy(self) -> None:
+        """Take away the folders made here that are still empty, innermost first."""
+        while self._made:
+            try:
+                self._made.pop().rmdir()
+            except OSError:
+                self._made.clear()  # not empty (or gone): keep it and those above it
 
 
 def _unique_stems(paths: list[str]) -> list[str]:

@@ -8,14 +8,13 @@ question: a comparison explains one class, the one asked for or the lead network
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from models import STAGE_NAMES
 from visualizer import __version__
@@ -25,9 +24,23 @@ from visualizer.core.attribution import GradCam
 from visualizer.core.export import (
     GRADCAM_METHOD,
     ExportOptions,
+    WriteBatch,
     save_png,
     stage_grid,
     write_atomically,
+    writing_into,
+)
+from visualizer.core.figure import (
+    ALERT,
+    INK,
+    MUTED,
+    PAPER,
+    class_standing,
+    draw_banner,
+    fitted,
+    font,
+    percent,
+    untrained_warning,
 )
 from visualizer.core.render import ORDERS, SCALES, Grid, overlay
 from visualizer.core.stage_summary import StageRow, stage_rows
@@ -35,7 +48,8 @@ from visualizer.core.stage_summary import StageRow, stage_rows
 COLUMN = 880  # pixels: each network's grid fits a COLUMN × COLUMN box
 MARGIN, GAP = 28, 36
 OVERLAY = 360
-INK, MUTED, PAPER, ALERT = (20, 20, 20), (90, 90, 90), (255, 255, 255), (160, 40, 30)
+LABEL = 36  # the row of a side's label: a red band there when its network is untrained
+CAPTION = 64  # the two lines above each Grad-CAM: its class, and that class's probability there
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,11 +133,22 @@ def export_comparison(
     *,
     lead: int = 0,
     cams: Sequence[Mapping[str, GradCam]] | None = None,
+    batch: WriteBatch | None = None,
 ) -> list[Path]:
     """Write a comparison PNG per stage of ``options.stages`` and the timing CSV to ``folder``.
 
     Grad-CAMs explain ``options.target``, else the top-1 class of ``results[lead]``; ``cams``
     may give them (as for ``compare``), else they are computed here, one pass per network.
+
+    All the files or none: each is written under a temporary name and all are renamed into
+    place at the end (see ``export.WriteBatch``); a failure leaves the folder as it was. With
+    ``batch``, the files join it instead, to be put in place when the caller's batch is.
+
+    Returns:
+        The paths, in the order of ``comparison_names``.
+
+    Raises:
+        OSError: a file could not be written (naming it); nothing of the call is left.
     """
     folder = Path(folder)
     target = shared_target(results, options.target, lead)
@@ -133,11 +158,12 @@ def export_comparison(
     label = analyzers[0].categories[target]
     names = comparison_names(stem, options.stages)
     written = []
-    for stage, name in zip(options.stages, names, strict=False):
-        sides = compare(analyzers, results, cams, stage, options)
-        written.append(save_comparison(folder / name, sides, label, options))
-    rows = [stage_rows(a.model, r) for a, r in zip(analyzers, results, strict=True)]
-    written.append(save_comparison_timings(folder / names[-1], results, rows))
+    with writing_into(batch) as files:
+        for stage, name in zip(options.stages, names, strict=False):
+            sides = compare(analyzers, results, cams, stage, options)
+            written.append(save_comparison(folder / name, sides, label, options, batch=files))
+        rows = [stage_rows(a.model, r) for a, r in zip(analyzers, results, strict=True)]
+        written.append(save_comparison_timings(folder / names[-1], results, rows, batch=files))
     return written
 
 
@@ -146,8 +172,15 @@ def save_comparison(
     sides: Sequence[ComparedSide],
     target_label: str,
     options: ExportOptions = ExportOptions(),
+    *,
+    batch: WriteBatch | None = None,
 ) -> Path:
-    """Write the comparison of ``sides`` as one PNG, with its provenance as text chunks."""
+    """Write the comparison of ``sides`` as one PNG, with its provenance as text chunks.
+
+    Besides the provenance: ``title``; ``<network> class``, the shared class's probability
+    and rank in each network; ``warning``, only when a network is untrained, naming it.
+    ``batch``: as for ``export.save_png``.
+    """
     first = sides[0]
     metadata = {
         "software": f"fmviz {__version__}",
@@ -164,21 +197,33 @@ def save_comparison(
         "target": f"{first.cam.target} {target_label}",
         "method": GRADCAM_METHOD,
     }
-    for side in sides:  # which channel each tile shows, when not in index order
-        order = side.grid.layout.order
+    metadata["title"] = comparison_title(sides, target_label)
+    for side in sides:
+        metadata[f"{side.label} class"] = _standing(side, target_label)
+        order = side.grid.layout.order  # which channel each tile shows, when not in index order
         if order != tuple(range(len(order))):
             metadata[f"{side.label} channels"] = " ".join(map(str, order))
+    warnings = [f"{side.label}: {untrained_warning(side.result)}" for side in sides]
+    untrained = [
+        text for side, text in zip(sides, warnings, strict=True) if not side.result.trained
+    ]
+    if untrained:
+        metadata["warning"] = "; ".join(untrained)
     picture = render_comparison(sides, target_label, options)
-    return save_png(path, picture, metadata)
+    return save_png(path, picture, metadata, batch=batch)
 
 
 def save_comparison_timings(
     path: str | os.PathLike[str],
     results: Sequence[AnalysisResult],
     rows: Sequence[Sequence[StageRow]],
+    *,
+    batch: WriteBatch | None = None,
 ) -> Path:
     """Write C1–C5 and the head of each network (``rows`` of each of ``results``) as CSV:
-    output shape, milliseconds and parameters per network, then a ``total`` row."""
+    output shape, milliseconds and parameters per network, then a ``total`` row.
+
+    ``batch``: as for ``export.save_png``."""
     text = io.StringIO(newline="")
     writer = csv.writer(text, lineterminator="\n")
     header = ["stage"]
@@ -196,68 +241,99 @@ def save_comparison_timings(
         totals += ["", f"{sum(r.ms for r in own):.4f}"]
         totals.append(str(sum(r.parameters for r in own)))
     writer.writerow(totals)
-    return write_atomically(path, text.getvalue().encode())
+    data = text.getvalue().encode()
+    return batch.write(path, data) if batch is not None else write_atomically(path, data)
+
+
+def comparison_title(sides: Sequence[ComparedSide], target_label: str) -> str:
+    """The comparison's headline: image, stage, and the class both Grad-CAMs explain."""
+    first = sides[0]
+    name = Path(first.result.source).name
+    cam = first.cam
+    return f"{name} · stage {first.stage} · Grad-CAM of {cam.target} {target_label} at {cam.stage}"
 
 
 def render_comparison(
     sides: Sequence[ComparedSide], target_label: str, options: ExportOptions = ExportOptions()
 ) -> Image.Image:
-    """The comparison as an RGB picture: per network its label, the stage grid, the Grad-CAM
-    and the top-5, then the per-stage table of both."""
+    """The comparison as an RGB picture: per network a red "untrained weights" band when it is
+    untrained, its label, the stage grid, the class its Grad-CAM explains with that class's
+    probability and rank in this network, the Grad-CAM and the top-5; then the per-stage table
+    of both."""
     first = sides[0]
     width = MARGIN * 2 + COLUMN * len(sides) + GAP * (len(sides) - 1)
-    table_top = MARGIN + 96 + 70 + COLUMN + 24 + OVERLAY + 28
+    table_top = MARGIN + 96 + 70 + COLUMN + 16 + CAPTION + OVERLAY + 28
     height = table_top + 34 * (len(first.rows) + 2) + MARGIN
     canvas = Image.new("RGB", (width, height), PAPER)
     draw = ImageDraw.Draw(canvas)
-    name = Path(first.result.source).name
-    cam = first.cam
-    title = f"{name} · stage {first.stage} · Grad-CAM of {cam.target} {target_label} at {cam.stage}"
-    draw.text((MARGIN, MARGIN), title, fill=INK, font=_font(30))
+    draw.text((MARGIN, MARGIN), comparison_title(sides, target_label), fill=INK, font=font(30))
     note = disagreement([side.result for side in sides])
     if note:
-        draw.text((MARGIN, MARGIN + 44), note, fill=ALERT, font=_font(22))
+        draw.text((MARGIN, MARGIN + 44), note, fill=ALERT, font=font(22))
     for index, side in enumerate(sides):
         left = MARGIN + index * (COLUMN + GAP)
-        _draw_side(canvas, draw, side, left=left, top=MARGIN + 96, options=options)
+        top = MARGIN + 96
+        _draw_side(canvas, draw, side, target_label, left=left, top=top, options=options)
     _draw_table(draw, sides, table_top)
     return canvas
+
+
+def _standing(side: ComparedSide, target_label: str) -> str:
+    """The shared class in one network: ``"7 cock: 0.12 %, rank 212 of 1000"``."""
+    probability, rank, classes = class_standing(side.result, side.cam.target)
+    return f"{side.cam.target} {target_label}: {percent(probability)}, rank {rank} of {classes}"
 
 
 def _draw_side(
     canvas: Image.Image,
     draw: ImageDraw.ImageDraw,
     side: ComparedSide,
+    target_label: str,
     *,
     left: int,
     top: int,
     options: ExportOptions,
 ) -> None:
     channels, height, width = side.result.stages[side.stage].shape
-    draw.text((left, top), side.label, fill=INK, font=_font(30))
+    if side.result.trained:
+        draw.text((left, top), side.label, fill=INK, font=font(30))
+    else:  # the label on a red band that says so
+        text = f"{side.label} · untrained weights: random, no learned features"
+        draw_banner(draw, (left, top - 2, left + COLUMN - 1, top + LABEL - 2), text, 24)
     shown = len(side.grid.layout.order)
     detail = (
         f"{side.stage}: {shown} of {channels} channels, {height}x{width} each · "
         f"{side.total_ms:.0f} ms · {side.parameters / 1e6:.1f} M parameters"
     )
-    draw.text((left, top + 40), detail, fill=MUTED, font=_font(20))
+    draw.text((left, top + 40), detail, fill=MUTED, font=font(20))
     grid = side.grid.to_image().convert("RGB")
     scale = min(COLUMN / grid.width, COLUMN / grid.height)
     size = (max(1, round(grid.width * scale)), max(1, round(grid.height * scale)))
     fit = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
     canvas.paste(grid.resize(size, fit), (left, top + 70))
-    below = top + 70 + COLUMN + 24
+    probability, rank, classes = class_standing(side.result, side.cam.target)
+    what = f"Grad-CAM at {side.cam.stage} of class {side.cam.target} {target_label}"
+    where = f"{side.label} gives this class {percent(probability)}: rank {rank} of {classes}"
+    caption_top = top + 70 + COLUMN + 16
+    draw.text(
+        (left, caption_top),
+        fitted(what, font(22, bold=True), COLUMN),
+        fill=INK,
+        font=font(22, bold=True),
+    )
+    draw.text((left, caption_top + 30), fitted(where, font(20), COLUMN), fill=INK, font=font(20))
+    below = top + 70 + COLUMN + 16 + CAPTION
     heat = overlay(
         side.result.view, side.cam.map, opacity=options.opacity, colormap=options.cam_colormap
     )
     picture = Image.fromarray(heat, "RGB").resize((OVERLAY, OVERLAY), Image.Resampling.BILINEAR)
     canvas.paste(picture, (left, below))
-    draw.text((left + OVERLAY + 20, below), "Top-5", fill=INK, font=_font(22))
+    draw.text((left + OVERLAY + 20, below), "Top-5", fill=INK, font=font(22))
     for rank, (index, label, probability) in enumerate(side.result.topk):
         mark = "> " if index == side.cam.target else "   "
         line = f"{mark}{probability * 100:5.1f} %  {label} ({index})"
         colour = INK if index == side.cam.target else MUTED
-        draw.text((left + OVERLAY + 20, below + 36 + 30 * rank), line, fill=colour, font=_font(20))
+        draw.text((left + OVERLAY + 20, below + 36 + 30 * rank), line, fill=colour, font=font(20))
 
 
 def _draw_table(draw: ImageDraw.ImageDraw, sides: Sequence[ComparedSide], top: int) -> None:
@@ -276,10 +352,10 @@ def _draw_table(draw: ImageDraw.ImageDraw, sides: Sequence[ComparedSide], top: i
         totals += ["", f"{side.total_ms:.1f}", f"{side.parameters:,}"]
     rows.append(totals)
     for number, cells in enumerate(rows):
-        font = _font(22) if number == 0 else _font(20)
+        face = font(22) if number == 0 else font(20)
         colour = INK if number in (0, len(rows) - 1) else MUTED
         for x, cell in zip(_positions(len(sides)), cells, strict=True):
-            draw.text((x, top + 34 * number), cell, fill=colour, font=font)
+            draw.text((x, top + 34 * number), cell, fill=colour, font=face)
 
 
 def _positions(sides: int) -> list[int]:
@@ -289,8 +365,3 @@ def _positions(sides: int) -> list[int]:
         start = MARGIN + 100 + index * (COLUMN + GAP)
         positions += [start, start + 300, start + 460]
     return positions
-
-
-@functools.cache
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size)

@@ -1,19 +1,28 @@
-"""Writing results to files: tile grids and Grad-CAM overlays as PNG, timings as CSV.
+"""Writing results to files: tile grids and Grad-CAM overlays as PNG (raw, and annotated
+figures on request), timings as CSV.
 
-Every file is written to a temporary name in the same folder and renamed into place, so a
-reader never sees half a file and a failure leaves nothing behind. PNGs carry their provenance
-as text chunks and are compressed at zlib level 1 (grids are palette images, one byte a pixel).
+All of an export's files or none. Each file is written to a temporary name in the same folder
+(`WriteBatch`); only when every one is written are they renamed into place, one after the
+other. A failure while writing (a full disk, an interruption) removes the temporaries: the
+folder is as it was, and files the export would have replaced keep their old content. A
+failure while renaming (rare: a folder or a locked file in the way) takes back the files
+already renamed and puts the old ones back (kept meanwhile under a second name, a hard link;
+where the file system has no hard links, a replaced file is removed rather than restored). A
+reader never sees half a file. PNGs carry their provenance as text chunks and are compressed
+at zlib level 1 (grids are palette images, one byte a pixel).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 from PIL import Image, PngImagePlugin
 
@@ -21,12 +30,13 @@ from models import STAGE_NAMES
 from visualizer import __version__
 from visualizer.core.analysis import AnalysisResult, Analyzer
 from visualizer.core.attribution import GradCam
+from visualizer.core.figure import figure_info, grid_figure, overlay_figure
 from visualizer.core.render import ORDERS, SCALES, Grid, overlay, render_grid
 from visualizer.core.timing import Timing
 
-# Output names add up to 25 bytes to an image's stem ("_resnet101_gradcam_C5.png"), and their
-# temporary names 15 more (".", ".1a2b3c4d.part"): longer stems are cut (fitting_stem), so that
-# every name fits the 255 bytes a file system allows in one.
+# Output names add up to 35 bytes to an image's stem ("_resnet101_gradcam_C5_annotated.png"),
+# and their temporary names 15 more (".", ".1a2b3c4d.part"): longer stems are cut
+# (fitting_stem), so that every name fits the 255 bytes a file system allows in one.
 MAX_STEM_BYTES = 200
 PNG_COMPRESS_LEVEL = 1  # zlib's fastest: 2× faster than the default for 5–10 % more bytes
 GRADCAM_METHOD = (
@@ -47,6 +57,9 @@ class ExportOptions:
     opacity: float = 0.5
     scale: str = "channel"
     order: str = "index"
+    # Also write each picture as an annotated figure (figure.py): title, colour bar, channel
+    # numbers, "untrained weights"; the raw files stay as they are.
+    annotate: bool = False
 
 
 def fitting_stem(stem: str) -> str:
@@ -59,9 +72,14 @@ def fitting_stem(stem: str) -> str:
 def output_names(stem: str, model: str, options: ExportOptions) -> list[str]:
     """The file names ``export_result`` writes for an image named ``stem`` (cut to fit)."""
     stem = fitting_stem(stem)
-    names = [f"{stem}_{model}_{stage}.png" for stage in options.stages]
+    pictures = [f"{stem}_{model}_{stage}" for stage in options.stages]
     if options.cam_stage is not None:
-        names.append(f"{stem}_{model}_gradcam_{options.cam_stage}.png")
+        pictures.append(f"{stem}_{model}_gradcam_{options.cam_stage}")
+    names = []
+    for picture in pictures:
+        names.append(f"{picture}.png")
+        if options.annotate:
+            names.append(f"{picture}_annotated.png")
     names.append(f"{stem}_{model}_timings.csv")
     return names
 
@@ -74,13 +92,24 @@ def export_result(
     options: ExportOptions = ExportOptions(),
     *,
     cams: Mapping[str, GradCam] | None = None,
+    batch: WriteBatch | None = None,
 ) -> list[Path]:
-    """Write the grids, the Grad-CAM overlay and the timings of ``result`` into ``folder``.
+    """Write the grids, the Grad-CAM overlay and the timings of ``result`` into ``folder``;
+    with ``options.annotate``, an annotated figure beside each grid and the overlay.
 
     ``cams``: Grad-CAMs of ``options.target`` already computed for the stages the options
-    need (None: computed here). Returns the paths written, in the order of ``output_names``.
-    Raises ``OSError`` when the folder cannot be written; files already written stay, none is
-    left half-written.
+    need (None: computed here). The folder must exist.
+
+    All the files or none: each is written under a temporary name and all are renamed into
+    place at the end (`WriteBatch`); a failure leaves the folder as it was, old files
+    included. With ``batch``, the files join it instead, to be put in place (or taken away)
+    with the caller's other files when the caller's batch ends.
+
+    Returns:
+        The paths, in the order of ``output_names``.
+
+    Raises:
+        OSError: a file could not be written (the error names it); nothing of the call is left.
     """
     folder = Path(folder)
     names = iter(output_names(stem, result.model, options))
@@ -90,14 +119,27 @@ def export_result(
             wanted |= set(options.stages)
         cams = analyzer.gradcams(result, sorted(wanted), options.target) if wanted else {}
     written = []
-    for stage in options.stages:
-        grid = stage_grid(result, stage, options, cams)
-        written.append(save_grid(folder / next(names), result, stage, grid))
-    if options.cam_stage is not None:
-        cam = cams[options.cam_stage]
-        label = analyzer.categories[cam.target]
-        written.append(save_overlay(folder / next(names), result, cam, label, options))
-    written.append(save_timings(folder / next(names), result.timings))
+    with writing_into(batch) as files:
+        for stage in options.stages:
+            grid = stage_grid(result, stage, options, cams)
+            written.append(save_grid(folder / next(names), result, stage, grid, batch=files))
+            if options.annotate:
+                ordered_by = None
+                if options.order == "gradcam":
+                    ordered_by = (cams[stage].target, analyzer.categories[cams[stage].target])
+                path = folder / next(names)
+                written.append(
+                    save_grid_figure(path, result, stage, grid, order_class=ordered_by, batch=files)
+                )
+        if options.cam_stage is not None:
+            cam = cams[options.cam_stage]
+            label = analyzer.categories[cam.target]
+            path = folder / next(names)
+            written.append(save_overlay(path, result, cam, label, options, batch=files))
+            if options.annotate:
+                path = folder / next(names)
+                written.append(save_overlay_figure(path, result, cam, label, options, batch=files))
+        written.append(save_timings(folder / next(names), result.timings, batch=files))
     return written
 
 
@@ -116,9 +158,38 @@ def stage_grid(
     )
 
 
-def save_grid(path: str | os.PathLike[str], result: AnalysisResult, stage: str, grid: Grid) -> Path:
-    """Write a stage grid of ``result`` as ``fmviz export`` does (palette PNG, metadata)."""
-    return save_png(path, grid.to_image(), grid_metadata(result, stage, grid))
+def save_grid(
+    path: str | os.PathLike[str],
+    result: AnalysisResult,
+    stage: str,
+    grid: Grid,
+    *,
+    batch: WriteBatch | None = None,
+) -> Path:
+    """Write a stage grid of ``result`` as ``fmviz export`` does (palette PNG, metadata).
+
+    ``batch``: as for ``save_png``."""
+    return save_png(path, grid.to_image(), grid_metadata(result, stage, grid), batch=batch)
+
+
+def save_grid_figure(
+    path: str | os.PathLike[str],
+    result: AnalysisResult,
+    stage: str,
+    grid: Grid,
+    *,
+    order_class: tuple[int, str] | None = None,
+    batch: WriteBatch | None = None,
+) -> Path:
+    """Write the annotated figure of a stage grid (``figure.grid_figure``) as an RGB PNG.
+
+    Its text chunks are the grid's (``grid_metadata``) and the figure's: ``title``,
+    ``caption``, ``placement`` and, only when the network is untrained, ``warning``.
+    ``order_class``: as for ``grid_figure``; ``batch``: as for ``save_png``.
+    """
+    figure = grid_figure(result, stage, grid, order_class=order_class)
+    metadata = {**grid_metadata(result, stage, grid), **figure_info(figure).metadata()}
+    return save_png(path, figure, metadata, batch=batch)
 
 
 def save_overlay(
@@ -127,13 +198,44 @@ def save_overlay(
     cam: GradCam,
     label: str,
     options: ExportOptions = ExportOptions(),
+    *,
+    batch: WriteBatch | None = None,
 ) -> Path:
     """Write the Grad-CAM ``cam`` (of class ``label``) over the input, as ``fmviz export`` does.
 
-    ``options`` gives the colormap and opacity.
+    ``options`` gives the colormap and opacity; ``batch``: as for ``save_png``.
     """
     picture = overlay(result.view, cam.map, opacity=options.opacity, colormap=options.cam_colormap)
-    metadata = {
+    metadata = overlay_metadata(result, cam, label, options)
+    return save_png(path, Image.fromarray(picture, "RGB"), metadata, batch=batch)
+
+
+def save_overlay_figure(
+    path: str | os.PathLike[str],
+    result: AnalysisResult,
+    cam: GradCam,
+    label: str,
+    options: ExportOptions = ExportOptions(),
+    *,
+    batch: WriteBatch | None = None,
+) -> Path:
+    """Write the annotated figure of a Grad-CAM overlay (``figure.overlay_figure``) as a PNG.
+
+    Its text chunks are the overlay's (``overlay_metadata``) and the figure's, as for
+    ``save_grid_figure``.
+    """
+    figure = overlay_figure(
+        result, cam, label, colormap=options.cam_colormap, opacity=options.opacity
+    )
+    metadata = {**overlay_metadata(result, cam, label, options), **figure_info(figure).metadata()}
+    return save_png(path, figure, metadata, batch=batch)
+
+
+def overlay_metadata(
+    result: AnalysisResult, cam: GradCam, label: str, options: ExportOptions
+) -> dict[str, str]:
+    """PNG text chunks of a Grad-CAM overlay."""
+    return {
         **result_metadata(result),
         "stage": cam.stage,
         "method": GRADCAM_METHOD,
@@ -142,7 +244,6 @@ def save_overlay(
         "opacity": f"{options.opacity:g}",
         "normalisation": "min–max to [0, 1]",
     }
-    return save_png(path, Image.fromarray(picture, "RGB"), metadata)
 
 
 def result_metadata(result: AnalysisResult) -> dict[str, str]:
@@ -178,15 +279,22 @@ def grid_metadata(result: AnalysisResult, stage: str, grid: Grid) -> dict[str, s
     }
 
 
-def save_png(path: str | os.PathLike[str], image: Image.Image, metadata: Mapping[str, str]) -> Path:
-    """Write ``image`` as a PNG with ``metadata`` as text chunks, atomically."""
+def save_png(
+    path: str | os.PathLike[str],
+    image: Image.Image,
+    metadata: Mapping[str, str],
+    *,
+    batch: WriteBatch | None = None,
+) -> Path:
+    """Write ``image`` as a PNG with ``metadata`` as text chunks, atomically; with ``batch``,
+    as one of its files (in place when the batch is committed)."""
     info = PngImagePlugin.PngInfo()
     for key, value in metadata.items():
         # Latin-1 as tEXt, anything else as UTF-8 iTXt.
         info.add_text(key, _escaped(value))
     buffer = io.BytesIO()
     image.save(buffer, "PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
-    return write_atomically(path, buffer.getbuffer())
+    return _write(path, buffer.getbuffer(), batch)
 
 
 def _escaped(text: str) -> str:
@@ -200,37 +308,175 @@ def _escaped(text: str) -> str:
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
-def save_timings(path: str | os.PathLike[str], timings: Sequence[Timing]) -> Path:
-    """Write per-layer timings as CSV (``layer,type,milliseconds``), atomically."""
+def save_timings(
+    path: str | os.PathLike[str], timings: Sequence[Timing], *, batch: WriteBatch | None = None
+) -> Path:
+    """Write per-layer timings as CSV (``layer,type,milliseconds``), atomically; ``batch``: as
+    for ``save_png``."""
     text = io.StringIO(newline="")
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["layer", "type", "milliseconds"])
     writer.writerows((name, kind, f"{ms:.4f}") for name, kind, ms in timings)
-    return write_atomically(path, text.getvalue().encode())
+    return _write(path, text.getvalue().encode(), batch)
 
 
 def write_atomically(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
     Raises:
-        OSError: naming ``path`` (not the temporary file, which is gone).
+        OSError: naming ``path`` (not the temporary file, which is gone); an old file at
+            ``path`` is then unchanged.
     """
-    path = Path(path)
-    temporary: Path | None = None
+    with WriteBatch() as batch:
+        batch.write(path, data)
+    return Path(path)
+
+
+class WriteBatch:
+    """Files that appear together or not at all.
+
+    ``write`` puts each file's bytes in a new hidden temporary beside its place; ``commit``
+    renames them all into place, in the order written; ``discard`` removes the temporaries.
+    As a context manager, a batch commits when its block ends normally and discards when it
+    ends by an exception (``KeyboardInterrupt`` included), which then goes on.
+
+    If a rename fails, the files renamed before it are taken back: each file they replaced is
+    restored from a hard link made before the rename (``.<name>.<hex>.old``; none where the
+    file system cannot link, and then the new file is removed, the old one lost) and each new
+    one removed. The error names the file whose rename failed.
+
+    Examples::
+
+        with WriteBatch() as batch:
+            save_png(folder / "a.png", picture, {}, batch=batch)
+            save_timings(folder / "a.csv", timings, batch=batch)
+        batch.committed  # both paths, now in place
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []  # (temporary, final place)
+        self.committed: list[Path] = []  # the files put in place, after commit
+
+    def __enter__(self) -> WriteBatch:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.discard()
+
+    def write(self, path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
+        """Write ``data`` to a temporary for ``path``; ``path`` is what ``commit`` will make.
+
+        Raises:
+            OSError: naming ``path``; the temporary is gone (the batch's others stay, for the
+                caller to discard).
+        """
+        path = Path(path)
+        temporary: Path | None = None
+        try:
+            temporary, handle = _new_temporary(path)
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+        except BaseException as error:
+            if temporary is not None:
+                temporary.unlink(missing_ok=True)
+            if isinstance(error, OSError):
+                raise _naming(error, path) from None
+            raise
+        self._pending.append((temporary, path))
+        return path
+
+    def commit(self) -> list[Path]:
+        """Rename every file written into place; the paths, in order.
+
+        Raises:
+            OSError: a rename failed (naming its file); the folder is then as it was.
+        """
+        pending, self._pending = self._pending, []
+        done: list[tuple[Path, Path | None]] = []  # (place, hard link to the file it replaced)
+        path = None
+        try:
+            for temporary, path in pending:
+                backup = _hard_link(path)
+                try:
+                    os.replace(temporary, path)
+                except BaseException:
+                    if backup is not None:
+                        backup.unlink(missing_ok=True)
+                    raise
+                done.append((path, backup))
+        except BaseException as error:
+            _take_back(done)
+            for temporary, _ in pending:  # those renamed are gone already
+                temporary.unlink(missing_ok=True)
+            if isinstance(error, OSError) and path is not None:
+                raise _naming(error, path) from None
+            raise
+        for _, backup in done:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+        self.committed.extend(place for place, _ in done)
+        return [place for place, _ in done]
+
+    def discard(self) -> None:
+        """Remove every temporary written; nothing of the batch is left."""
+        pending, self._pending = self._pending, []
+        for temporary, _ in pending:
+            temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def writing_into(batch: WriteBatch | None) -> Iterator[WriteBatch]:
+    """``batch``, left to its owner to commit; or, when None, a batch of its own, committed
+    when the block ends normally and discarded otherwise."""
+    if batch is not None:
+        yield batch
+        return
+    with WriteBatch() as own:
+        yield own
+
+
+def _write(
+    path: str | os.PathLike[str], data: bytes | memoryview, batch: WriteBatch | None
+) -> Path:
+    return batch.write(path, data) if batch is not None else write_atomically(path, data)
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error`` as the same kind of error, naming ``path`` (not a temporary)."""
+    return type(error)(error.errno, error.strerror or str(error), str(path))
+
+
+def _hard_link(path: Path) -> Path | None:
+    """A second name (``.<name>.<hex>.old``) for the file at ``path``, so that it can be put
+    back after ``path`` is replaced; None when there is no file or no way to link it."""
+    if not path.is_file():
+        return None
+    backup = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
     try:
-        temporary, handle = _new_temporary(path)
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except OSError as error:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-        raise type(error)(error.errno, error.strerror or str(error), str(path)) from None
-    except BaseException:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-        raise
-    return path
+        os.link(path, backup)
+    except OSError:
+        return None
+    return backup
+
+
+def _take_back(done: list[tuple[Path, Path | None]]) -> None:
+    """Undo renames: the old file back where one was, else the new file removed."""
+    for place, backup in reversed(done):
+        try:
+            if backup is not None:
+                os.replace(backup, place)
+            else:
+                place.unlink(missing_ok=True)
+        except OSError:
+            continue  # as much as can be undone
 
 
 def _new_temporary(path: Path) -> tuple[Path, int]:
