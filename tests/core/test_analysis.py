@@ -247,7 +247,9 @@ class _PretendAccelerator:
 def test_running_out_of_accelerator_memory_falls_back_to_the_cpu(
     image: Image.Image, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    analyzer = Analyzer(build_model("resnet101", "random"), device="cpu")
+    # No warm-up pass: it would run on the pretend device itself (the fall-back after a
+    # warm-up is tested with a pretend GPU in tests/reliability/test_faults.py).
+    analyzer = Analyzer(build_model("resnet101", "random"), device="cpu", warm_up=False)
     pretend = _PretendAccelerator(analyzer, torch.OutOfMemoryError("CUDA out of memory"))
     monkeypatch.setattr(analyzer, "_forward", pretend)
     analyzer.device = torch.device("meta")  # stands for the accelerator
@@ -265,7 +267,7 @@ def test_running_out_of_accelerator_memory_falls_back_to_the_cpu(
 def test_other_errors_are_not_mistaken_for_a_failing_device(
     image: Image.Image, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    analyzer = Analyzer(build_model("resnet101", "random"), device="cpu")
+    analyzer = Analyzer(build_model("resnet101", "random"), device="cpu", warm_up=False)
     monkeypatch.setattr(analyzer, "_forward", _PretendAccelerator(analyzer, RuntimeError("bug")))
     analyzer.device = torch.device("meta")
     with pytest.raises(RuntimeError, match="bug"):

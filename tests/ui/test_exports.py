@@ -114,7 +114,7 @@ def test_every_export_is_what_fmviz_export_writes(
     # All five grids, into a folder, named as fmviz export names them.
     (ui / "all").mkdir()
     written = exported(window, "grids", ui / "all")
-    assert [path.name for path in written] == sorted(names[:5])
+    assert [path.name for path in written] == sorted(f"chelsea_resnet101_{s}.png" for s in STAGES)
     for stage in STAGES:
         name = f"chelsea_resnet101_{stage}.png"
         pixels, text, _ = same_png(ui / "all" / name, cli / name)
@@ -247,3 +247,35 @@ def test_an_export_right_after_a_network_change_is_named_as_its_content(
     [grid_file] = exported(window, "grid", tmp_path)
     _, text, _ = png(grid_file)
     assert grid_file.name == f"chelsea_{text['model']}_C1.png"
+
+
+def test_annotated_figures_are_what_fmviz_export_annotate_writes(
+    open_window, reference, exported, shown_after, tmp_path: Path
+) -> None:
+    from visualizer.core.export import ExportOptions, export_result
+
+    window = open_window([CHELSEA])
+    shown_after(window, lambda: window.set_options(stage="C3", cam_stage="C3"))
+    analyzer, result = reference.analyzer_of("resnet101"), reference.result(CHELSEA)
+    top1, label, _ = result.topk[0]
+    ui, cli = tmp_path / "ui", tmp_path / "cli"
+    ui.mkdir()
+    cli.mkdir()
+    # What `fmviz export chelsea.jpg --cam-stage C3 --stages C3 --annotate` writes.
+    export_result(
+        analyzer,
+        result,
+        cli,
+        "chelsea",
+        ExportOptions(stages=("C3",), cam_stage="C3", annotate=True),
+    )
+    # The annotated figures of the grid and the overlay: fmviz export --annotate's files.
+    [figure_file] = exported(window, "grid_figure", ui)
+    assert figure_file.name == "chelsea_resnet101_C3_annotated.png"
+    _, text, _ = same_png(figure_file, cli / figure_file.name)
+    assert text["title"].startswith("chelsea.jpg · ResNet101 · stage C3")
+    assert "warning" in text  # random weights: said on the figure
+    [figure_file] = exported(window, "overlay_figure", ui)
+    assert figure_file.name == "chelsea_resnet101_gradcam_C3_annotated.png"
+    _, text, _ = same_png(figure_file, cli / figure_file.name)
+    assert f"{top1} {label}" in text["caption"] or f"{top1} {label}" in text["title"]

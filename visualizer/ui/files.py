@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -12,9 +11,6 @@ from PySide6.QtCore import QUrl
 from PySide6.QtGui import QImage
 
 from visualizer.ui.jobs import Picture, picture_of
-
-MAX_FOLDER_FILES = 1000  # images taken from one dropped folder (and its subfolders)
-SKIPPED_EXTENSIONS = {".pdf", ".eps", ".ps", ".svg"}  # Pillow lists some it will not open
 
 
 def local_file(url: QUrl) -> str:
@@ -24,44 +20,6 @@ def local_file(url: QUrl) -> str:
         return url.toLocalFile()
     encoded = url.path(QUrl.ComponentFormattingOption.FullyEncoded)
     return os.fsdecode(urllib.parse.unquote_to_bytes(encoded))
-
-
-def image_extensions() -> set[str]:
-    """File endings Pillow reads, for picking images out of a folder."""
-    Image.init()
-    return {ext for ext in Image.registered_extensions() if ext not in SKIPPED_EXTENSIONS}
-
-
-def image_files(paths: list[str]) -> tuple[list[str], list[str]]:
-    """The files to read for ``paths``, and a message for each path that gives none.
-
-    A file is taken as it is (reading it says whether it is an image); a folder gives the
-    image files inside it and its subfolders, sorted, hidden ones left out.
-    """
-    files: list[str] = []
-    problems: list[str] = []
-    extensions = image_extensions()
-    for path in paths:
-        if os.path.isdir(path):
-            found = _images_in(Path(path), extensions)
-            if not found:
-                problems.append(f"{path}: no images in this folder")
-            files.extend(found)
-        else:
-            files.append(path)  # a missing or unreadable file is reported when it is read
-    return list(dict.fromkeys(files)), problems
-
-
-def _images_in(folder: Path, extensions: set[str]) -> list[str]:
-    found = []
-    for root, folders, names in os.walk(folder):
-        folders[:] = sorted(name for name in folders if not name.startswith("."))
-        for name in sorted(names):
-            if not name.startswith(".") and Path(name).suffix.lower() in extensions:
-                found.append(os.path.join(root, name))
-                if len(found) >= MAX_FOLDER_FILES:
-                    return found
-    return found
 
 
 def qimage_to_rgba(image: QImage) -> np.ndarray:

@@ -240,8 +240,10 @@ class Session:
         """Write ``what`` of the current view as ``fmviz export`` does.
 
         ``what``: ``"grid"`` (the stage's grid to the file ``path``), ``"grids"`` (all five
-        into the folder ``path``, named as ``fmviz export`` names them), ``"overlay"`` (the
-        Grad-CAM overlay to ``path``) or ``"timings"`` (the CSV to ``path``).
+        into the folder ``path``, named as ``fmviz export`` names them, all or none),
+        ``"overlay"`` (the Grad-CAM overlay to ``path``), ``"grid_figure"`` and
+        ``"overlay_figure"`` (the same as annotated figures: title, channel numbers, colour
+        bar, as ``fmviz export --annotate`` writes them) or ``"timings"`` (the CSV to ``path``).
         """
         with _export_errors(path):
             return self._export(spec, picture, options, what, path)
@@ -299,9 +301,12 @@ class Session:
     ) -> list[Path]:
         from visualizer.core.export import (  # noqa: PLC0415
             ExportOptions,
+            WriteBatch,
             output_names,
             save_grid,
+            save_grid_figure,
             save_overlay,
+            save_overlay_figure,
             save_timings,
         )
 
@@ -310,7 +315,7 @@ class Session:
         target = result.topk[0][0] if options.target is None else options.target
         if what == "timings":
             return [save_timings(path, result.timings)]
-        if what == "overlay":
+        if what in ("overlay", "overlay_figure"):
             cam = self._cam(spec, picture, result, options.cam_stage, target)
             chosen = ExportOptions(
                 cam_stage=options.cam_stage,
@@ -318,19 +323,27 @@ class Session:
                 cam_colormap=options.cam_colormap,
                 opacity=options.opacity,
             )
-            return [save_overlay(path, result, cam, analyzer.categories[target], chosen)]
-        stages = [options.stage] if what == "grid" else list(STAGES)
+            save = save_overlay_figure if what == "overlay_figure" else save_overlay
+            return [save(path, result, cam, analyzer.categories[target], chosen)]
+        stages = list(STAGES) if what == "grids" else [options.stage]
         chosen = ExportOptions(stages=tuple(stages), cam_stage=None)
         names = output_names(Path(picture.name).stem, spec.model, chosen)
-        written = []
-        for stage, name in zip(stages, names, strict=False):
-            weights = None
-            if options.order == "gradcam":
-                weights = self._cam(spec, picture, result, stage, target).channel_weights
-            grid = _grid(result.stages[stage], options, weights)
-            file = path if what == "grid" else str(Path(path) / name)
-            written.append(save_grid(file, result, stage, grid))
-        return written
+        # Laid out as fmviz export lays them out (near-square), whatever the pane's shape.
+        with WriteBatch() as batch:  # all five grids, or none
+            for stage, name in zip(stages, names, strict=False):
+                weights = None
+                if options.order == "gradcam":
+                    weights = self._cam(spec, picture, result, stage, target).channel_weights
+                grid = _grid(result.stages[stage], options, weights)
+                if what == "grid_figure":
+                    ordered_by = (
+                        (target, analyzer.categories[target]) if weights is not None else None
+                    )
+                    save_grid_figure(path, result, stage, grid, order_class=ordered_by, batch=batch)
+                else:
+                    file = path if what == "grid" else str(Path(path) / name)
+                    save_grid(file, result, stage, grid, batch=batch)
+        return batch.committed
 
     def _target(
         self, spec: ModelSpec, picture: Picture, options: ViewOptions, lead: ModelSpec | None

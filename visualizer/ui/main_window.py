@@ -33,11 +33,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from visualizer.folders import image_files
 from visualizer.ui.cam_panel import CamPanel
 from visualizer.ui.channel_view import ChannelView
 from visualizer.ui.compare_view import CompareView
 from visualizer.ui.controls import Controls
-from visualizer.ui.files import image_files, local_file, pasted_picture, qimage_to_rgba
+from visualizer.ui.files import local_file, pasted_picture, qimage_to_rgba
 from visualizer.ui.grid_view import GridView
 from visualizer.ui.image_strip import ImageStrip
 from visualizer.ui.jobs import (
@@ -58,6 +59,8 @@ EXPORTS = {
     "grid": "Stage grid PNG…",
     "grids": "All five stage grids…",
     "overlay": "Grad-CAM overlay PNG…",
+    "grid_figure": "Annotated stage grid PNG…",
+    "overlay_figure": "Annotated Grad-CAM PNG…",
     "timings": "Timings CSV…",
     "comparison": "Comparison PNG…",
     "comparison_timings": "Comparison timings CSV…",
@@ -66,6 +69,7 @@ EXPORT_BUTTONS = {
     "grid": "Grid PNG",
     "grids": "All grids",
     "overlay": "Overlay PNG",
+    "grid_figure": "Annotated",
     "timings": "Timings CSV",
     "comparison": "Comparison PNG",
     "comparison_timings": "Comparison CSV",
@@ -254,8 +258,9 @@ class MainWindow(QMainWindow):
         bar.setObjectName("exportToolbar")
         bar.addWidget(QLabel(" Export "))
         for what, action in self.export_actions.items():
-            action.setIconText(EXPORT_BUTTONS[what])
-            bar.addAction(action)
+            if what in EXPORT_BUTTONS:  # the menu has them all; the toolbar the usual ones
+                action.setIconText(EXPORT_BUTTONS[what])
+                bar.addAction(action)
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&About fmviz", self._about)
 
@@ -810,6 +815,8 @@ class MainWindow(QMainWindow):
         return {
             "grid": f"{stem}_{model}_{stage}.png",
             "overlay": f"{stem}_{model}_gradcam_{data.options.cam_stage}.png",
+            "grid_figure": f"{stem}_{model}_{stage}_annotated.png",
+            "overlay_figure": f"{stem}_{model}_gradcam_{data.options.cam_stage}_annotated.png",
             "timings": f"{stem}_{model}_timings.csv",
         }.get(what, "")
 
