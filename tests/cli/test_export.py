@@ -824,17 +824,10 @@ def test_an_image_with_oversized_metadata_is_exported_with_one_note(
 ) -> None:
     """A PNG whose ICC profile inflates past Pillow's 1 MiB limit (as in a field report):
     exported, with one ``note:`` line saying what was skipped, and no warning text."""
-    import struct
-    import zlib
+    from tests.oversized_metadata import with_huge_icc_profile
 
     plain = write_image(tmp_path / "plain.png")
-    data = plain.read_bytes()
-    payload = b"ICC Profile\0\0" + zlib.compress(b"\0" * (2 << 20), 9)
-    chunk = struct.pack(">I", len(payload)) + b"iCCP" + payload
-    chunk += struct.pack(">I", zlib.crc32(b"iCCP" + payload))
-    first_data = data.index(b"IDAT") - 4
-    profiled = tmp_path / "profiled.png"
-    profiled.write_bytes(data[:first_data] + chunk + data[first_data:])
+    profiled = with_huge_icc_profile(plain, tmp_path / "profiled.png")
     out = tmp_path / "out"
     run = run_export(profiled, "--stages", "C5", "--out", out, device=device)
     assert run.status == 0, run.err

@@ -161,19 +161,9 @@ def test_an_image_with_oversized_metadata_is_added_with_a_note(
 ) -> None:
     """A PNG whose ICC profile inflates past Pillow's 1 MiB limit (as in a field report) is
     added and analysed; the skipped profile is a note in the status bar, not a red line."""
-    import io
-    import struct
-    import zlib
+    from tests.oversized_metadata import with_huge_icc_profile
 
-    buffer = io.BytesIO()
-    Image.open(picture_file("plain.png")).save(buffer, "PNG")
-    data = buffer.getvalue()
-    payload = b"ICC Profile\0\0" + zlib.compress(b"\0" * (2 << 20), 9)
-    chunk = struct.pack(">I", len(payload)) + b"iCCP" + payload
-    chunk += struct.pack(">I", zlib.crc32(b"iCCP" + payload))
-    first_data = data.index(b"IDAT") - 4
-    profiled = tmp_path / "profiled.png"
-    profiled.write_bytes(data[:first_data] + chunk + data[first_data:])
+    profiled = with_huge_icc_profile(Path(picture_file("plain.png")), tmp_path / "profiled.png")
 
     window = open_window([CHELSEA])
     notes: list[str] = []
