@@ -1,4 +1,5 @@
-"""Analyzers with random weights, built once, and torchvision's twins holding the same weights."""
+"""Analyzers with random weights (the session's shared ones, tests/conftest.py), and
+torchvision's twins holding the same weights, built once and let go after their last test."""
 
 from __future__ import annotations
 
@@ -28,22 +29,26 @@ def gradient_image(width: int = 96, height: int = 72, seed: int = 0) -> Image.Im
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
-@pytest.fixture(scope="session", params=["vgg16", "resnet101"])
+@pytest.fixture(scope="module", params=["vgg16", "resnet101"])
 def arch(request: pytest.FixtureRequest) -> str:
+    """Module scope: pytest groups a module's tests by architecture, and runs the modules of
+    this folder and of tests/models one after the other (with a session-wide parameter it
+    would interleave them, keeping both folders' reference networks alive at once)."""
     return request.param
 
 
 @pytest.fixture(scope="session")
-def analyzer_of(device: str) -> AnalyzerOf:
+def analyzer_of(networks, device: str) -> AnalyzerOf:
     """The shared analyzer of an architecture, random weights, on the test device."""
-    return functools.cache(
-        lambda arch: Analyzer(arch, weights="random", device=device, progress=False)
-    )
+    return lambda arch: networks.analyzer(arch, device)
 
 
 @pytest.fixture(scope="session")
-def twin_of(analyzer_of: AnalyzerOf) -> Callable[[str], nn.Module]:
-    """torchvision's own network holding the shared analyzer's weights, on the same device."""
+def twin_of(
+    analyzer_of: AnalyzerOf, release_after_last_use, request: pytest.FixtureRequest
+) -> Callable[[str], nn.Module]:
+    """torchvision's own network holding the shared analyzer's weights, on the same device;
+    let go after the last test that uses it."""
 
     def build(arch: str) -> nn.Module:
         analyzer = analyzer_of(arch)
@@ -51,7 +56,9 @@ def twin_of(analyzer_of: AnalyzerOf) -> Callable[[str], nn.Module]:
         twin.load_state_dict(analyzer.model.state_dict())
         return twin.to(analyzer.device).eval()
 
-    return functools.cache(build)
+    cached = functools.cache(build)
+    release_after_last_use(request.fixturename, cached.cache_clear)
+    return cached
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,6 @@
-"""torchvision's own networks, the independent reference for ours, and ours, built once."""
+"""torchvision's own networks, the independent reference for ours, and ours: the session's
+shared random-weight networks (tests/conftest.py); the references are built once and let go
+after the last test that uses them."""
 
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ def seeded_torchvision_model(arch: str, seed: int) -> nn.Module:
         return TORCHVISION_BUILDERS[arch]().eval()
 
 
-@pytest.fixture(scope="session", params=sorted(TORCHVISION_BUILDERS))
+@pytest.fixture(scope="module", params=sorted(TORCHVISION_BUILDERS))
 def arch(request: pytest.FixtureRequest) -> str:
+    """Module scope: grouped by architecture within a module, not across folders (see
+    tests/core/conftest.py)."""
     return request.param
 
 
@@ -37,19 +41,26 @@ def torchvision_with_seed() -> Callable[[str, int], nn.Module]:
 
 
 @pytest.fixture(scope="session")
-def torchvision_model() -> ModelOf:
-    """torchvision's model of an architecture with seed 1 (unlike our seed-0 random weights)."""
-    return functools.cache(lambda arch: seeded_torchvision_model(arch, seed=1))
+def torchvision_model(release_after_last_use, request: pytest.FixtureRequest) -> ModelOf:
+    """torchvision's model of an architecture with seed 1 (unlike our seed-0 random weights);
+    let go after each module's last test that uses it (test_weights.py asks for it once, at
+    its end: its other tests build networks of their own meanwhile)."""
+    cached = functools.cache(lambda arch: seeded_torchvision_model(arch, seed=1))
+    release_after_last_use(request.fixturename, cached.cache_clear, each_module=True)
+    return cached
 
 
 @pytest.fixture(scope="session")
-def random_model() -> ModelOf:
-    """Our model of an architecture with ``weights="random"``, built once; do not modify it."""
-    return functools.cache(lambda arch: build_model(arch, "random"))
+def random_model(networks) -> ModelOf:
+    """Our model of an architecture with ``weights="random"``, on the CPU: the network the
+    whole session shares, built once; do not modify it."""
+    return networks.model
 
 
 @pytest.fixture(scope="session")
-def loaded_model(torchvision_model: ModelOf) -> ModelOf:
+def loaded_model(
+    torchvision_model: ModelOf, release_after_last_use, request: pytest.FixtureRequest
+) -> ModelOf:
     """Our model of an architecture holding the state dict of ``torchvision_model``."""
 
     def build(arch: str) -> nn.Module:
@@ -57,4 +68,6 @@ def loaded_model(torchvision_model: ModelOf) -> ModelOf:
         model.load_state_dict(torchvision_model(arch).state_dict(), strict=True)
         return model
 
-    return functools.cache(build)
+    cached = functools.cache(build)
+    release_after_last_use(request.fixturename, cached.cache_clear)
+    return cached

@@ -30,11 +30,10 @@ def corpus(written_corpus: Corpus, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 
 @pytest.fixture(scope="session")
-def resnet(device: str):
-    """ResNet101 with random weights, built once for this folder's API and CLI runs."""
-    from visualizer.core import Analyzer
-
-    return Analyzer("resnet101", "random", device, progress=False)
+def resnet(networks, device: str):
+    """ResNet101 with random weights, the session's shared one, for this folder's API and CLI
+    runs."""
+    return networks.analyzer("resnet101", device)
 
 
 class Run(NamedTuple):

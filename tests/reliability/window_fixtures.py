@@ -1,10 +1,9 @@
 """The window tests' fixtures for this folder's window tests: ``tests/ui/conftest.py``,
 imported once more (a conftest's fixtures reach only its own folder).
 
-Windows on shared random-weight networks, the offscreen screen of tests/ui, and the autouse
-check that no worker thread, QThread or dialog is left after a test. A test module imports
-the names it uses; ``analyzer_of`` is per module here, so its networks (0.7 GB) are let go
-after the module.
+Windows on the session's shared random-weight networks, the offscreen screen of tests/ui, and
+the autouse check that no worker thread, QThread or dialog is left after a test. A test module
+imports the names it uses.
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
-
-import pytest
 
 
 def _window_fixtures() -> ModuleType:
@@ -37,10 +34,4 @@ dialogs = _ui.dialogs
 _nothing_left_running = _ui._nothing_left_running
 open_window = _ui.open_window
 shown_after = _ui.shown_after
-SharedAnalyzers = _ui.SharedAnalyzers
-
-
-@pytest.fixture(scope="module")
-def analyzer_of() -> object:
-    """One random-weight CPU analyzer per model, built once for the test module."""
-    return SharedAnalyzers()
+analyzer_of = _ui.analyzer_of

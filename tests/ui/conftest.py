@@ -1,10 +1,10 @@
 """Fixtures of the window tests: windows on random-weight networks, independent references,
 and checks after every test that nothing is left running and no dialog was opened.
 
-Building a random ResNet101 takes seconds here, so windows share one network per model
-(``visualizer.ui.jobs._new_analyzer`` is replaced by a cache); a window asked for with
-``fresh=True`` builds its own, as the app does. The references are computed with
-``visualizer.core`` directly, outside the window and its worker.
+Building a random ResNet101 takes seconds here, so windows share one network per model, the
+session's (``networks``, tests/conftest.py; ``visualizer.ui.jobs._new_analyzer`` is replaced
+by it); a window asked for with ``fresh=True`` builds its own, as the app does. The
+references are computed with ``visualizer.core`` directly, outside the window and its worker.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import shiboken6
 from PIL import Image
-from PySide6.QtCore import QSettings, QThread, QThreadPool
+from PySide6.QtCore import QEvent, QSettings, QThread, QThreadPool
 from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QMessageBox
 
 VIEW_TIMEOUT_MS = 60_000
+SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
 DIALOG_FUNCTIONS = {
     QMessageBox: ("about", "aboutQt", "critical", "information", "question", "warning", "exec"),
     QFileDialog: ("getOpenFileName", "getOpenFileNames", "getSaveFileName", "getExistingDirectory"),
@@ -48,29 +50,25 @@ def qapp_args(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 class SharedAnalyzers:
-    """One random-weight CPU analyzer per model, built once (thread-safe)."""
+    """One random-weight CPU analyzer per model: the session's, built once (thread-safe)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._built: dict[str, Any] = {}
+    def __init__(self, networks: Any) -> None:
+        self._networks = networks
 
     def __call__(self, model: str):
-        from visualizer.core import Analyzer
-
-        with self._lock:
-            if model not in self._built:
-                self._built[model] = Analyzer(model, "random", "cpu", progress=False)
-            return self._built[model]
+        return self._networks.analyzer(model, "cpu")
 
 
 @pytest.fixture(scope="session")
-def analyzer_of() -> SharedAnalyzers:
-    return SharedAnalyzers()
+def analyzer_of(networks) -> SharedAnalyzers:
+    return SharedAnalyzers(networks)
 
 
 @dataclass
 class Reference:
-    """Analyses and Grad-CAMs of files by ``visualizer.core`` alone, cached."""
+    """Analyses and Grad-CAMs of files by ``visualizer.core`` alone, cached: those of the
+    bundled samples for the session, those of a test's own files until the test ends (no
+    later test reads them, and they would pile up: a VGG16 analysis is 25 MB)."""
 
     analyzer_of: SharedAnalyzers
     _results: dict = field(default_factory=dict)
@@ -111,10 +109,28 @@ class Reference:
             options["columns"] = fitting_columns(count, height, width, aspect)
         return render_grid(activation, **options)
 
+    def let_go_of_test_files(self) -> None:
+        """Forget the analyses and maps of every file but the bundled samples."""
+        samples = str(SAMPLES)
+        for cache in (self._results, self._cams):
+            for key in [key for key in cache if not str(key[0]).startswith(samples)]:
+                del cache[key]
+
 
 @pytest.fixture(scope="session")
-def reference(analyzer_of: SharedAnalyzers) -> Reference:
+def references(analyzer_of: SharedAnalyzers) -> Reference:
     return Reference(analyzer_of)
+
+
+@pytest.fixture(scope="session")
+def reference(references: Reference) -> Reference:
+    return references
+
+
+@pytest.fixture(autouse=True)
+def _references_of_the_tests_files_let_go(references: Reference) -> Iterator[None]:
+    yield
+    references.let_go_of_test_files()
 
 
 @pytest.fixture
@@ -141,19 +157,43 @@ def dialogs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 @pytest.fixture(autouse=True)
 def _nothing_left_running(dialogs: list[str], qapp: QApplication) -> Iterator[None]:
     """After each test (and after its windows closed): no worker thread alive, no QThread
-    running, no dialog opened."""
+    running, no dialog opened. Then the closed windows are deleted."""
+    let_go_of_deleted_windows()
     yield
-    alive = [t.name for t in threading.enumerate() if t.name.startswith("fmviz-")]
-    assert alive == [], f"worker threads left running: {alive}"
-    assert QThreadPool.globalInstance().activeThreadCount() == 0
-    qthreads = [
-        thread
-        for widget in qapp.allWidgets()
-        for thread in widget.findChildren(QThread)
-        if thread.isRunning()
-    ]
-    assert qthreads == [], "a QThread is still running"
-    assert dialogs == [], f"modal dialogs were opened: {dialogs}"
+    try:
+        alive = [t.name for t in threading.enumerate() if t.name.startswith("fmviz-")]
+        assert alive == [], f"worker threads left running: {alive}"
+        assert QThreadPool.globalInstance().activeThreadCount() == 0
+        qthreads = [
+            thread
+            for widget in qapp.allWidgets()
+            for thread in widget.findChildren(QThread)
+            if thread.isRunning()
+        ]
+        assert qthreads == [], "a QThread is still running"
+        assert dialogs == [], f"modal dialogs were opened: {dialogs}"
+    finally:
+        # A closed window is deleted later (deleteLater), by an event loop of the level it was
+        # closed at, and none runs between tests: without this, every window stayed alive.
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+_CLOSED_WINDOWS: list[Any] = []
+
+
+def let_go_of_deleted_windows() -> None:
+    """Empties the Python side of the windows closed by earlier tests, once deleted.
+
+    A deleted window's Python object stays alive all the same (measured: every one, to the
+    end of the session; a lambda its state model's psygnal events hold refers to it), and with
+    it its worker's session and the analyses it kept (25 MB for a VGG16 one): 0.46 GB more
+    after test_compare.py's eleven tests. Done before the next test, once the last one's
+    monkeypatches (some patch a window's methods) are undone.
+    """
+    for window in _CLOSED_WINDOWS:
+        if not shiboken6.isValid(window):
+            window.__dict__.clear()
+    _CLOSED_WINDOWS.clear()
 
 
 WindowFactory = Callable[..., Any]
@@ -213,6 +253,7 @@ def open_window(
     for window in windows:
         window.close()
         window.deleteLater()
+    _CLOSED_WINDOWS.extend(windows)
     windows.clear()
 
 
@@ -249,7 +290,6 @@ def picture_file(tmp_path: Path) -> Callable[..., str]:
 
 COMMAND_TESTS = "test_window_command.py"
 COMMAND_OPTIONS = ("--weights", "random", "--device", "cpu")
-SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
 
 
 @dataclass

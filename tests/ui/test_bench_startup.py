@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -15,20 +12,13 @@ STARTUP_KEYS = {"P5": 0.5, "P6": 1.3, "P7": 50.0}
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """``fmviz bench --startup --runs 1 --json`` in its own process, as a user would run it."""
-    home = tmp_path_factory.mktemp("home")
-    done = subprocess.run(
-        [sys.executable, "-m", "visualizer", "bench", "--startup", "--runs", "1", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "HOME": str(home)},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    return json.loads(done.stdout)
+def results(startup_bench) -> dict:
+    """``fmviz bench --startup --runs 1 --json`` in its own process, as a user would run it
+    (started in the background with the session's first test: tests/conftest.py)."""
+    status, out, err = startup_bench.finish(timeout_s=300)
+    assert status == 0, err
+    assert "Traceback" not in err
+    return json.loads(out)
 
 
 def test_the_startup_targets_are_measured(results: dict) -> None:
