@@ -33,12 +33,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # libgomp's threads (PyTorch's on Linux) spin at the end of every parallel region until all
 # have arrived. On two cores, when other processes run too (the apps and benchmarks the tests
 # start in the background, other test runs), one of the two is descheduled and the other
-# spins on, layer after layer: a ResNet101 forward and backward pass took 17–19 s instead of
-# 0.9 s here, 200 analyses of the long session test 290 s instead of 51 (with other work on
-# the machine). Waiting passively costs 10 % on the network-heavy tests of an idle machine
-# (60 s instead of 53 for core/test_analysis, core/test_gradcam and models/
-# test_architectures), nothing on the window tests. Read once, when torch loads libgomp (no
-# test module has imported torch yet); the processes the tests start inherit it.
+# spins on, layer after layer: with two other torch processes and a busy one beside it, a
+# ResNet101 forward and backward pass took 8–14 s instead of 0.9 s (a shorter spin,
+# GOMP_SPINCOUNT=100000: 7–8.5 s); 200 analyses of the long session test took 290 s instead
+# of 51 with other work on the machine. Waiting passively costs 10 % on the network-heavy
+# tests of an idle machine (60 s instead of 53 for core/test_analysis, core/test_gradcam and
+# models/test_architectures), nothing on the window tests. Read once, when torch loads
+# libgomp (no test module has imported torch yet); the processes the tests start inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

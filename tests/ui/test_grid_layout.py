@@ -10,6 +10,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
 from visualizer.core.render import fitting_columns
+from visualizer.ui.grid_view import GridView
 
 
 def grabbed(widget) -> np.ndarray:
@@ -46,27 +47,31 @@ def test_every_gutter_shows_when_the_grid_is_scaled_down(open_window, picture_fi
     window = open_window([picture_file("a.png")], model="vgg16")
     lay_out(window, qtbot, 0.4)
     lay_out(window, qtbot, 1.0)
-    window.grid.plot.resize(400, 400)
-    window.grid.box.autoRange(padding=0)
+    # A grid view of its own, 400×400, outside the window's layout (which could resize it).
+    grid = GridView()
+    qtbot.addWidget(grid)
+    grid.resize(400, 430)
+    grid.show()
+    qtbot.waitExposed(grid)
+    grid.show_data(window.data)
+    grid.box.autoRange(padding=0)
     QApplication.processEvents()
     layout = window.data.grid.layout
     assert (layout.rows, layout.columns, layout.tile_width) == (8, 8, 224)
-    left, top = on_screen(window.grid, 0, 0)
-    right, bottom = on_screen(window.grid, *reversed(layout.shape))
+    left, top = on_screen(grid, 0, 0)
+    right, bottom = on_screen(grid, *reversed(layout.shape))
     assert right - left < 420  # scaled down more than 4×
-    pixels = grabbed(window.grid.plot)[
-        int(top) + 1 : int(bottom) - 1, int(left) + 1 : int(right) - 1
-    ]
+    pixels = grabbed(grid.plot)[int(top) + 1 : int(bottom) - 1, int(left) + 1 : int(right) - 1]
     left, top = int(left) + 1, int(top) + 1
     columns, rows = white_lines(pixels, axis=1), white_lines(pixels, axis=0)
     for index in range(1, layout.columns):
-        x, _ = on_screen(window.grid, index * 225 - 0.5, 0)
+        x, _ = on_screen(grid, index * 225 - 0.5, 0)
         assert np.any(np.abs(columns + left - x) <= 1), f"the gutter after column {index} is gone"
     for index in range(1, layout.rows):
-        _, y = on_screen(window.grid, 0, index * 225 - 0.5)
+        _, y = on_screen(grid, 0, index * 225 - 0.5)
         assert np.any(np.abs(rows + top - y) <= 1), f"the gutter after row {index} is gone"
     # The lines are between tiles only: a tile's middle is not white.
-    middle_x, _ = on_screen(window.grid, 112, 0)
+    middle_x, _ = on_screen(grid, 112, 0)
     assert not np.any(np.abs(columns + left - middle_x) <= 2)
 
 
