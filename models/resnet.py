@@ -75,13 +75,20 @@ def make_layer(in_channels: int, width: int, blocks: int, stride: int) -> nn.Seq
 
 
 class ResNet101(nn.Module):
-    """ResNet101 classifier returning logits ``(N, num_classes)``; ``stages`` maps C1–C5."""
+    """ResNet101 classifier returning logits ``(N, num_classes)``; ``stages`` maps C1–C5.
+
+    Args:
+        num_classes: outputs of the head (``fc``): 1000 for ImageNet, any N ≥ 1 fine-tuned.
+        in_channels: channels of the input: 3 (RGB), or 1 for a grey-scale network.
+    """
 
     arch = "resnet101"
 
-    def __init__(self, num_classes: int = 1000) -> None:
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)

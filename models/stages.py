@@ -49,7 +49,7 @@ def stage_shapes(
     ]
     try:
         with torch.no_grad():
-            meta_model(torch.empty(1, 3, height, width, device="meta"))
+            meta_model(torch.empty(1, model.in_channels, height, width, device="meta"))
     finally:
         for handle in handles:
             handle.remove()
@@ -66,5 +66,5 @@ def _shape_recorder(shapes: dict[str, tuple[int, int, int]], stage: str):
 
 def _meta_copy(model: nn.Module) -> nn.Module:
     with torch.device("meta"):
-        copy = type(model)()
+        copy = type(model)(num_classes=model.num_classes, in_channels=model.in_channels)
     return copy.eval()

@@ -24,11 +24,12 @@ BLOCK_WIDTHS: tuple[tuple[int, ...], ...] = (
 )
 
 
-def make_features(block_widths: tuple[tuple[int, ...], ...]) -> tuple[nn.Sequential, list[int]]:
+def make_features(
+    block_widths: tuple[tuple[int, ...], ...], in_channels: int = 3
+) -> tuple[nn.Sequential, list[int]]:
     """The convolutional trunk, and the index of each block's last ReLU (the stage taps)."""
     layers: list[nn.Module] = []
     taps: list[int] = []
-    in_channels = 3
     for widths in block_widths:
         for width in widths:
             layers.append(nn.Conv2d(in_channels, width, kernel_size=3, padding=1))
@@ -40,13 +41,21 @@ def make_features(block_widths: tuple[tuple[int, ...], ...]) -> tuple[nn.Sequent
 
 
 class VGG16(nn.Module):
-    """VGG16 classifier returning logits ``(N, num_classes)``; ``stages`` maps C1–C5 to modules."""
+    """VGG16 classifier returning logits ``(N, num_classes)``; ``stages`` maps C1–C5 to modules.
+
+    Args:
+        num_classes: outputs of the head (``classifier.6``): 1000 for ImageNet, any N ≥ 1.
+        dropout: the classifier's dropout probability (inactive in eval mode).
+        in_channels: channels of the input: 3 (RGB), or 1 for a grey-scale network.
+    """
 
     arch = "vgg16"
 
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.5, in_channels: int = 3) -> None:
         super().__init__()
-        self.features, self._stage_taps = make_features(BLOCK_WIDTHS)
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.features, self._stage_taps = make_features(BLOCK_WIDTHS, in_channels)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
             nn.Linear(512 * 7 * 7, 4096),

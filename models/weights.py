@@ -16,7 +16,7 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -25,8 +25,27 @@ import torch
 from torch import nn
 
 RANDOM_SEED = 0
-NESTED_KEYS = ("state_dict", "model", "model_state_dict")
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Where training scripts put the state dict in a checkpoint that holds other training state too
+# (optimizer, epoch, hyper-parameters), most usual first; any other key holding one is found too.
+NESTED_KEYS = ("state_dict", "model", "model_state_dict", "net", "network", "weights")
+# Prefixes that wrappers and training frameworks put on every key: DataParallel and
+# DistributedDataParallel (``module.``), torch.compile (``_orig_mod.``), a Lightning module's
+# attribute (``model.``, ``net.``, ``backbone.``). With the architecture known, any prefix
+# common to every key is removed when what is left fits it.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "net.", "backbone.")
+# Keys that wrappers add beside the wrapped network's: torch.optim.swa_utils.AveragedModel
+# (EMA, SWA) counts its averages in ``n_averaged``.
+WRAPPER_KEYS = ("n_averaged",)
+# Values a training script may save next to the state dict that say how to use the network.
+LABEL_KEYS = ("classes", "class_names", "idx_to_class", "class_to_idx", "labels")
+PREPROCESSING_KEYS = ("mean", "std", "input_size")
+# Mappings of hyper-parameters where those values may be found too (Lightning, timm, scripts).
+SETTINGS_KEYS = ("hyper_parameters", "hparams", "args", "config", "meta", "metadata")
+# The head's weight (its rows are the classes) and the first convolution's (its second
+# dimension is the input channels), by architecture.
+HEAD_WEIGHT = {"vgg16": "classifier.6.weight", "resnet101": "fc.weight"}
+FIRST_CONV = {"vgg16": "features.0.weight", "resnet101": "conv1.weight"}
+INPUT_CHANNELS = (3, 1)  # RGB, or grey-scale
 CONNECT_TIMEOUT_S = 10.0
 MAX_KEYS_NAMED = 3
 PATH_SHOWN = 200  # characters of a file name shown in a message
@@ -85,10 +104,22 @@ class ImageNetUnavailable(WeightsError):  # noqa: N818 - says what happened
 
 @dataclass(frozen=True)
 class WeightsInfo:
-    """What a model's weights are: ``kind`` is ``"imagenet"``, ``"random"`` or ``"file"``."""
+    """What a model's weights are.
+
+    Attributes:
+        kind: ``"imagenet"``, ``"random"`` or ``"file"``.
+        detail: the ImageNet version, the seed, or the checkpoint's path.
+        unwrapped: for a checkpoint, what was taken off to reach the network's state dict, in
+            words (``"under 'state_dict', prefix 'model.' removed"``); None when nothing was.
+        extras: values stored in the checkpoint next to the state dict that say how to use the
+            network: class names (``LABEL_KEYS``) and preprocessing (``PREPROCESSING_KEYS``),
+            as loaded (lists, dicts, numbers, strings or tensors).
+    """
 
     kind: str
     detail: str
+    unwrapped: str | None = None
+    extras: Mapping[str, object] = field(default_factory=dict, compare=False)
 
     @property
     def trained(self) -> bool:
@@ -118,37 +149,124 @@ def imagenet_checkpoint_path(arch: str) -> Path:
 
 
 def load_weights(
-    builder: Callable[[], nn.Module], weights: str | os.PathLike[str], *, progress: bool = True
+    builder: Callable[..., nn.Module],
+    weights: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
 ) -> nn.Module:
     """Build a network with ``builder`` and give it the weights ``weights`` names.
 
-    Returns the model in eval mode on the CPU, with a ``weights_info`` attribute.
+    ``builder(num_classes=, in_channels=)`` makes the network. For a checkpoint, both are read
+    from it (the head's rows, the first convolution's input channels); for ``"random"`` they
+    default to 1000 and 3; ImageNet weights have 1000 and 3.
+
+    Returns the model in eval mode on the CPU, with ``weights_info``, ``num_classes`` and
+    ``in_channels`` attributes.
+
+    Raises:
+        WeightsError: the weights could not be had or do not fit (one line).
+        ValueError: ``num_classes`` or ``in_channels`` impossible, or not those of ImageNet.
     """
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(f"weights must be 'imagenet', 'random' or a path, not {weights!r}")
-    if isinstance(weights, str) and weights.lower() == "random":
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, not {num_classes}")
+    if in_channels is not None and in_channels not in INPUT_CHANNELS:
+        raise ValueError(f"in_channels must be 3 or 1, not {in_channels}")
+    named = weights.lower() if isinstance(weights, str) else None
+    if named == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)
-            model = builder()
-        info = WeightsInfo("random", f"seed {RANDOM_SEED}")
+            model = builder(num_classes=num_classes or 1000, in_channels=in_channels or 3)
+        model.weights_info = WeightsInfo("random", f"seed {RANDOM_SEED}")
+        return model.eval()
+    with torch.device("meta"):
+        model = builder()
+    if named == "imagenet":
+        if (num_classes or 1000) != 1000 or (in_channels or 3) != 3:
+            raise ValueError("ImageNet weights have 1000 classes and 3 input channels")
+        path = _imagenet_file(model.arch, progress)
+        info = WeightsInfo("imagenet", IMAGENET_WEIGHTS[model.arch].split(".")[1])
+        checkpoint = open_checkpoint(path, arch=model.arch)
     else:
+        path = Path(weights)
+        checkpoint = open_checkpoint(path, arch=model.arch)
+        info = WeightsInfo("file", str(path), checkpoint.unwrapped, checkpoint.extras)
+    source = shown(path, PATH_SHOWN)
+    if checkpoint.unwrapped:
+        source = f"{source} ({checkpoint.unwrapped})"
+    classes, channels = checkpoint_shape(model.arch, checkpoint.state_dict, source)
+    for asked, found, what in (
+        (num_classes, classes, "classes"),
+        (in_channels, channels, "input channels"),
+    ):
+        if asked is not None and asked != found:
+            raise WeightsError(f"{source}: has {found} {what}, not {asked}")
+    if (classes, channels) != (1000, 3):
         with torch.device("meta"):
-            model = builder()
-        if isinstance(weights, str) and weights.lower() == "imagenet":
-            path = _imagenet_file(model.arch, progress)
-            info = WeightsInfo("imagenet", IMAGENET_WEIGHTS[model.arch].split(".")[1])
-        else:
-            path = Path(weights)
-            info = WeightsInfo("file", str(path))
-        apply_state_dict(model, read_checkpoint(path), source=shown(path, PATH_SHOWN))
+            model = builder(num_classes=classes, in_channels=channels)
+    apply_state_dict(model, checkpoint.state_dict, source=source)
     model.weights_info = info
     return model.eval()
 
 
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """What a checkpoint file holds for fmviz.
+
+    Attributes:
+        state_dict: the network's tensors, by torchvision's parameter names.
+        unwrapped: what was taken off to reach them, in words, or None.
+        extras: label and preprocessing values stored next to them (see ``WeightsInfo``).
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    unwrapped: str | None = None
+    extras: Mapping[str, object] = field(default_factory=dict)
+
+
+def checkpoint_shape(arch: str, state: Mapping[str, torch.Tensor], source: str) -> tuple[int, int]:
+    """``(classes, input channels)`` of the network ``state`` is for: the rows of the head's
+    weight, and the second dimension of the first convolution's (1000 and 3 when absent: the
+    fit check names the missing keys).
+
+    Raises:
+        WeightsError: an input channel count other than 3 or 1, or a head without rows.
+    """
+    head, first = state.get(HEAD_WEIGHT[arch]), state.get(FIRST_CONV[arch])
+    classes = head.shape[0] if isinstance(head, torch.Tensor) and head.ndim == 2 else 1000
+    channels = first.shape[1] if isinstance(first, torch.Tensor) and first.ndim == 4 else 3
+    if channels not in INPUT_CHANNELS:
+        raise WeightsError(
+            f"{source}: its first convolution ({FIRST_CONV[arch]}) takes {channels} input "
+            "channels; fmviz runs networks that take 3 (RGB) or 1 (grey-scale)"
+        )
+    if classes < 1:
+        raise WeightsError(f"{source}: its head ({HEAD_WEIGHT[arch]}) has no classes")
+    return classes, channels
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a state dict from a checkpoint file, safely: bare, nested or with wrapper prefixes."""
+    return open_checkpoint(path).state_dict
+
+
+def open_checkpoint(path: str | os.PathLike[str], *, arch: str | None = None) -> Checkpoint:
+    """Read a checkpoint file safely: its state dict, and what is stored beside it.
+
+    The state dict may be bare, or nested one level under a key of a dict holding other
+    training state; its keys may carry a prefix (wrappers, training frameworks). With ``arch``,
+    any prefix common to every key is removed when the rest fits that architecture; without,
+    the prefixes in ``WRAPPER_PREFIXES``.
+
+    Raises:
+        WeightsError: not a readable checkpoint, or no state dict in it (one line).
+    """
     path = Path(path)
     name = shown(path, PATH_SHOWN)
+    metadata: Mapping[str, str] = {}
     try:
         if not path.exists():
             raise WeightsError(
@@ -163,6 +281,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             raise WeightsError(f"{name}: a text file, not a checkpoint")
         if kind == "safetensors" or path.suffix.lower() == ".safetensors":
             loaded: object = _read_safetensors(path, name)
+            metadata = _safetensors_metadata(path)
         elif kind in ("zip", "pickle"):
             loaded = _read_pickle(path, name)
         else:
@@ -170,7 +289,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     except (OSError, ValueError) as error:
         reason = getattr(error, "strerror", None) or _one_line(error)
         raise WeightsError(f"{name}: cannot be read ({reason})") from None
-    return _unwrap(loaded, name)
+    checkpoint = _find_state_dict(loaded, name, arch)
+    if metadata:
+        extras = {key: _decoded(value) for key, value in metadata.items() if key in EXTRA_KEYS}
+        checkpoint = Checkpoint(
+            checkpoint.state_dict, checkpoint.unwrapped, {**extras, **checkpoint.extras}
+        )
+    return checkpoint
 
 
 def apply_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
@@ -334,19 +459,150 @@ def _one_line(error: BaseException) -> str:
     return shown(lines[0] if lines else type(error).__name__, limit=200)
 
 
+EXTRA_KEYS = (*LABEL_KEYS, *PREPROCESSING_KEYS)
+
+
 def _unwrap(loaded: object, name: str) -> dict[str, torch.Tensor]:
     """The state dict inside ``loaded``, with wrapper prefixes (DataParallel, compile) removed."""
+    return _find_state_dict(loaded, name, None).state_dict
+
+
+def _find_state_dict(loaded: object, name: str, arch: str | None) -> Checkpoint:
+    """The state dict inside ``loaded`` and what was stored beside it.
+
+    The state dict is ``loaded`` itself when its values are tensors (other values beside them
+    are kept as extras), else the mapping of tensors under one of its keys (``NESTED_KEYS``
+    first, then any other, the first that fits ``arch``).
+    """
     if not isinstance(loaded, Mapping):
         raise WeightsError(f"{name}: holds a {type(loaded).__name__}, not a state dict")
-    for key in NESTED_KEYS:
-        if isinstance(loaded.get(key), Mapping):
-            loaded = loaded[key]
-            break
     if not loaded:
         raise WeightsError(f"{name}: the state dict is empty")
-    if not all(isinstance(key, str) for key in loaded):
-        raise WeightsError(f"{name}: not a state dict (its keys are not all names)")
-    return strip_wrapper_prefixes(dict(loaded))
+    nested = [
+        key
+        for key, value in loaded.items()
+        if isinstance(value, Mapping) and value and _is_tensor_mapping(value)
+    ]
+    nested.sort(key=lambda key: NESTED_KEYS.index(key) if key in NESTED_KEYS else len(NESTED_KEYS))
+    tensors = {key: value for key, value in loaded.items() if isinstance(value, torch.Tensor)}
+    if nested and len(tensors) < len(loaded) / 2:
+        tried = [(key, _fitted_keys(dict(loaded[key]), arch)) for key in nested]
+        key, (state, prefix) = next(
+            ((key, fit) for key, fit in tried if arch is None or _fits(fit[0], arch)), tried[0]
+        )
+        where = f"under {shown(key)!r}"
+        extras = _extras(loaded)
+    else:
+        if not all(isinstance(key, str) for key in loaded):
+            raise WeightsError(f"{name}: not a state dict (its keys are not all names)")
+        beside = {key: value for key, value in loaded.items() if key in EXTRA_KEYS}
+        state, prefix = _fitted_keys(
+            {key: value for key, value in loaded.items() if key not in beside}, arch
+        )
+        where, extras = None, _extras(loaded)
+    if not state:
+        raise WeightsError(f"{name}: the state dict is empty")
+    said = [part for part in (where, prefix and f"prefix {prefix!r} removed") if part]
+    return Checkpoint(state, ", ".join(said) or None, extras)
+
+
+def _is_tensor_mapping(value: Mapping[object, object]) -> bool:
+    """True when ``value`` looks like a state dict: names to tensors (an optimizer's state,
+    by parameter number, and hyper-parameters do not)."""
+    return all(isinstance(key, str) for key in value) and all(
+        isinstance(item, torch.Tensor) for item in value.values()
+    )
+
+
+def _extras(loaded: Mapping[str, object]) -> dict[str, object]:
+    """Label and preprocessing values stored in ``loaded`` or one level down in its settings."""
+    found: dict[str, object] = {}
+    for key in SETTINGS_KEYS:
+        settings = loaded.get(key)
+        if isinstance(settings, Mapping):
+            found.update({k: v for k, v in settings.items() if k in EXTRA_KEYS})
+    found.update({k: v for k, v in loaded.items() if k in EXTRA_KEYS})
+    return found
+
+
+def _fitted_keys(
+    state: dict[str, torch.Tensor], arch: str | None
+) -> tuple[dict[str, torch.Tensor], str | None]:
+    """``state`` with the prefix common to every key removed, and that prefix (None if none).
+
+    With ``arch``: the shortest common prefix (whole dotted names) whose removal leaves the
+    architecture's keys; when none does, the one leaving the most of them, for the message.
+    Without: the prefixes in ``WRAPPER_PREFIXES``.
+    """
+    if arch is None:
+        stripped = strip_wrapper_prefixes(state)
+        return stripped, _removed_prefix(state, stripped)
+    if _fits(state, arch):
+        return state, None
+    expected = _expected_keys(arch)
+    counted = {key: value for key, value in state.items() if key not in WRAPPER_KEYS}
+    parts = [key.split(".") for key in counted]
+    depth = min((len(p) for p in parts), default=0) - 1
+    best, best_prefix, best_score = state, None, len(expected & set(state))
+    for cut in range(1, depth + 1):
+        heads = {tuple(p[:cut]) for p in parts}
+        if len(heads) != 1:
+            break
+        prefix = ".".join(next(iter(heads))) + "."
+        stripped = {key[len(prefix) :]: value for key, value in counted.items()}
+        if _fits(stripped, arch):
+            return stripped, prefix
+        score = len(expected & set(stripped))
+        if score > best_score:
+            best, best_prefix, best_score = stripped, prefix, score
+    return best, best_prefix
+
+
+def _removed_prefix(before: Mapping[str, object], after: Mapping[str, object]) -> str | None:
+    first, stripped = next(iter(before)), next(iter(after))
+    return first[: len(first) - len(stripped)] or None
+
+
+def _fits(state: Mapping[str, object], arch: str) -> bool:
+    """True when ``state`` has exactly ``arch``'s keys (batch counters may be missing)."""
+    keys, expected = set(state), _expected_keys(arch)
+    return keys <= expected and all(
+        key in keys for key in expected if not key.endswith("num_batches_tracked")
+    )
+
+
+_EXPECTED: dict[str, frozenset[str]] = {}
+
+
+def _expected_keys(arch: str) -> frozenset[str]:
+    """The state dict keys of ``arch`` (the same for any head size and input channels)."""
+    if arch not in _EXPECTED:
+        from models import _BUILDERS  # noqa: PLC0415 - models imports this module
+
+        with torch.device("meta"):
+            _EXPECTED[arch] = frozenset(_BUILDERS[arch]().state_dict())
+    return _EXPECTED[arch]
+
+
+def _safetensors_metadata(path: Path) -> Mapping[str, str]:
+    """The text metadata of a safetensors file (where labels and preprocessing may be)."""
+    from safetensors import safe_open  # noqa: PLC0415
+
+    try:
+        with safe_open(path, framework="pt") as file:
+            return file.metadata() or {}
+    except Exception:  # noqa: BLE001 - the tensors were read; metadata is optional
+        return {}
+
+
+def _decoded(text: str) -> object:
+    """A metadata value: JSON when it is JSON (lists, objects, numbers), else the text."""
+    import json  # noqa: PLC0415
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

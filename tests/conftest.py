@@ -1,5 +1,5 @@
-"""Shared test set-up: headless Qt, OpenMP threads that wait without spinning, the device the
-tests run their models on, and the random-weight networks that every folder's tests share.
+"""Shared test set-up: headless Qt, OpenMP threads that do not spin long, the device the tests
+run their models on, and the random-weight networks that every folder's tests share.
 
 Memory: a random VGG16 holds 0.53 GB of weights, a ResNet101 0.17 GB. Each architecture is
 built once per session (``networks``) and shared by the tests of every folder; the reference
@@ -30,17 +30,16 @@ if TYPE_CHECKING:
     from visualizer.core import Analyzer
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-# libgomp's threads (PyTorch's on Linux) spin at the end of every parallel region until all
-# have arrived. On two cores, when other processes run too (the apps and benchmarks the tests
-# start in the background, other test runs), one of the two is descheduled and the other
-# spins on, layer after layer: with two other torch processes and a busy one beside it, a
-# ResNet101 forward and backward pass took 8–14 s instead of 0.9 s (a shorter spin,
-# GOMP_SPINCOUNT=100000: 7–8.5 s); 200 analyses of the long session test took 290 s instead
-# of 51 with other work on the machine. Waiting passively costs 10 % on the network-heavy
-# tests of an idle machine (60 s instead of 53 for core/test_analysis, core/test_gradcam and
-# models/test_architectures), nothing on the window tests. Read once, when torch loads
-# libgomp (no test module has imported torch yet); the processes the tests start inherit it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# libgomp's threads (PyTorch's on Linux) spin for a while at the end of every parallel region
+# until all have arrived. On two cores, when other processes run too (the apps and benchmarks
+# the tests start in the background, other test runs), one of the two is descheduled and the
+# other spins on, layer after layer. A ResNet101 forward and backward pass, with two other
+# torch processes and a busy one beside it: 8–14 s spinning as long as libgomp does by
+# default (300 000 turns), 7–8.5 s with 100 000, 1.3–1.5 s with 10 000, 1.9–2 s not spinning
+# at all (OMP_WAIT_POLICY=PASSIVE); alone: 0.44–0.51 s, 0.45–0.47 s with 10 000, 0.61 s not
+# spinning. Read once, when torch loads libgomp (no test module has imported torch yet); the
+# processes the tests start inherit it.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +89,8 @@ class Networks:
 
     def analyzer(self, arch: str, device: str = "cpu") -> Analyzer:
         """``Analyzer(arch, "random", device)``, shared."""
-        from visualizer.core import Analyzer
+        # From its own module: tests replace ``visualizer.core.Analyzer`` for a while.
+        from visualizer.core.analysis import Analyzer
 
         with self._lock:
             if (arch, device) not in self._built:

@@ -416,12 +416,17 @@ def test_truncated_checkpoint_is_refused(
 def test_wrong_shape_names_the_key_and_both_shapes(
     tmp_path: Path, trained_like: dict[str, torch.Tensor]
 ) -> None:
-    state = dict(trained_like, **{"fc.weight": torch.zeros(10, 2048), "fc.bias": torch.zeros(10)})
+    """A head of any size loads (its rows are the classes); what disagrees with it does not."""
+    state = dict(
+        trained_like,
+        **{"fc.weight": torch.zeros(10, 2048), "fc.bias": torch.zeros(7)},
+        **{"layer1.0.conv1.weight": torch.zeros(64, 32, 1, 1)},
+    )
     path = tmp_path / "ten-classes.pth"
     torch.save(state, path)
     message = refusal("resnet101", path)
-    assert "fc.weight (10, 2048) vs (1000, 2048)" in message
-    assert "fc.bias" in message
+    assert "layer1.0.conv1.weight (64, 32, 1, 1) vs (64, 64, 1, 1)" in message
+    assert "fc.bias (7,) vs (10,)" in message
 
 
 def test_wrong_architecture_names_missing_and_unexpected_keys(

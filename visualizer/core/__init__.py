@@ -13,7 +13,8 @@ from visualizer.core.analysis import AnalysisResult, Analyzer
 from visualizer.core.attribution import GradCam
 from visualizer.core.device import DeviceError, resolve_device
 from visualizer.core.images import ImageLoadError, LoadedImage, load_image, load_image_with_notes
-from visualizer.core.preprocess import Preprocessing
+from visualizer.core.labels import Labels, LabelsError, read_labels
+from visualizer.core.preprocess import Preprocessing, PreprocessingError
 
 __all__ = [
     "AnalysisResult",
@@ -21,9 +22,13 @@ __all__ = [
     "DeviceError",
     "GradCam",
     "ImageLoadError",
+    "Labels",
+    "LabelsError",
     "LoadedImage",
     "Preprocessing",
+    "PreprocessingError",
     "load_image",
     "load_image_with_notes",
+    "read_labels",
     "resolve_device",
 ]

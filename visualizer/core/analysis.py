@@ -21,6 +21,7 @@ from models.stages import stage_index
 from visualizer.core.attribution import GradCam, grad_cam, stage_gradients
 from visualizer.core.device import describe_device, is_device_failure, resolve_device
 from visualizer.core.images import load_image, to_rgb
+from visualizer.core.labels import Labels, resolve_labels
 from visualizer.core.preprocess import Preprocessing
 from visualizer.core.timing import LayerTimer, Timing
 
@@ -52,9 +53,11 @@ class AnalysisResult:
     weights: str  # e.g. "ImageNet (IMAGENET1K_V2)" or "random (untrained, seed 0)"
     source: str  # the image file, or "<image>" for an image given in memory
     stages: Mapping[str, torch.Tensor]  # "C1" … "C5": (C, H, W) float32
-    topk: list[tuple[int, str, float]]  # (class index, label, probability), descending
+    # (class index, label, probability), descending: min(5, classes) rows; the probability
+    # is the softmax's, or the sigmoid of the one logit of a one-output head (``scores``).
+    topk: list[tuple[int, str, float]]
     timings: list[Timing]  # (layer name, module type, milliseconds), in execution order
-    input: torch.Tensor  # (1, 3, H, W): exactly what the model saw, normalised
+    input: torch.Tensor  # (1, C, H, W): exactly what the model saw, normalised (C: 3 or 1)
     view: Image.Image  # RGB W×H: the image as the model saw it, before normalisation
     preprocessing: str  # how ``input`` was made from the image, in words
     logits: torch.Tensor  # (classes,)
@@ -67,6 +70,9 @@ class AnalysisResult:
     # True when ``timings`` come from the network's first pass on its device (no warm-up):
     # such a pass pays one-off costs (allocations, kernel choices) and is many times slower.
     cold: bool = field(default=False, repr=False)
+    classes: int = 1000  # the head's outputs
+    scores: str = "softmax"  # how logits became probabilities: "softmax", or "sigmoid" (one)
+    labels_source: str = "ImageNet (torchvision)"  # where the class names come from
 
     @property
     def timing(self) -> str:
@@ -86,6 +92,7 @@ class Analyzer:
         model: ``"vgg16"``, ``"resnet101"``, or one of ``models``' networks already built
             (it is moved to ``device``; it must be in eval mode).
         weights: ``"imagenet"``, ``"random"`` or a checkpoint path (ignored for a built model).
+            A checkpoint may be fine-tuned: any number of classes, 3 or 1 input channels.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` (or ``"cuda:1"``).
         timings: time every layer (``result.timings``); off, the list is empty.
         channels_last: keep weights and activations channels-last on the device (faster
@@ -94,6 +101,23 @@ class Analyzer:
             that ``timings`` are steady-state (the first pass on a CPU or GPU is typically
             2–20× slower: memory allocation, kernel selection, lazy initialisation). Off, the
             first result's timings are that cold pass, and ``result.cold`` says so.
+        labels: the class names: a labels file (see ``visualizer.core.labels``) or a sequence
+            of names; None: those stored in the checkpoint, else ImageNet's for a 1000-class
+            network, else ``class 0`` … ``class N-1``.
+        mean, std: the normalisation, one value per input channel (3, or 1 for a grey-scale
+            network); None: the checkpoint's (``mean``, ``std``), else ImageNet's (averaged
+            over RGB for one channel).
+        resize: the shorter side's length after resizing, in pixels; None: the architecture's
+            (256), or the crop's ratio to it when only the crop is given.
+        crop: the centre crop's side, the model input's size, in pixels; None: the
+            checkpoint's ``input_size``, else the architecture's (224).
+
+    Raises:
+        WeightsError: the weights could not be had or do not fit.
+        LabelsError: the labels cannot be read, or their count is not the network's classes.
+        PreprocessingError: mean, std, resize or crop that cannot be used (e.g. 3 values for
+            a one-channel network).
+        DeviceError: the device cannot be used.
 
     Examples::
 
@@ -112,6 +136,11 @@ class Analyzer:
         progress: bool = True,
         channels_last: bool = False,
         warm_up: bool = True,
+        labels: str | os.PathLike[str] | Sequence[str] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        resize: int | None = None,
+        crop: int | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self._weights = weights if isinstance(model, str) else None
@@ -129,9 +158,28 @@ class Analyzer:
                 self.model.to(memory_format=torch.channels_last)
         self.arch: str = model.arch
         self.weights_info = getattr(model, "weights_info", None)
+        self.num_classes: int = getattr(model, "num_classes", 1000)
+        self.in_channels: int = getattr(model, "in_channels", 3)
+        stored = self.weights_info.extras if self.weights_info is not None else {}
         weights_entry = imagenet_weights(self.arch)
-        self.categories: list[str] = list(weights_entry.meta["categories"])
+        self.labels: Labels = resolve_labels(
+            labels, stored, self.num_classes, weights_entry.meta["categories"]
+        )
+        self.categories: list[str] = list(self.labels.names)
         self.preprocessing = Preprocessing.for_weights(weights_entry)
+        if (
+            self.in_channels != 3
+            or any(v is not None for v in (mean, std, resize, crop))
+            or any(key in stored for key in ("mean", "std", "input_size"))
+        ):
+            self.preprocessing = self.preprocessing.customised(
+                channels=self.in_channels,
+                mean=mean,
+                std=std,
+                resize=resize,
+                crop=crop,
+                stored=stored,
+            )
         self.timings = timings
         self.warm_up = warm_up
         self._warm = False  # a pass has run on the current device
@@ -156,13 +204,26 @@ class Analyzer:
         x, view = self.preprocessing(picture)
         return self.analyze_input(x, view, source=source)
 
+    @property
+    def labels_source(self) -> str:
+        """Where the class names come from, in words."""
+        return self.labels.source
+
+    @property
+    def binary(self) -> bool:
+        """True for a one-output head: its probability is the sigmoid of its logit."""
+        return self.num_classes == 1
+
     def analyze_input(
         self, x: torch.Tensor, view: Image.Image, *, source: str = "<input>"
     ) -> AnalysisResult:
-        """Run the network on an input already made: ``x`` ``(1, 3, H, W)`` normalised, and
-        ``view``, its RGB pixels before normalisation (``preprocessing(image)`` gives both)."""
-        if x.ndim != 4 or x.shape[:2] != (1, 3):
-            raise ValueError(f"expected an input of shape (1, 3, H, W), got {tuple(x.shape)}")
+        """Run the network on an input already made: ``x`` ``(1, C, H, W)`` normalised (C the
+        network's input channels), and ``view``, its RGB pixels before normalisation
+        (``preprocessing(image)`` gives both)."""
+        if x.ndim != 4 or x.shape[:2] != (1, self.in_channels):
+            raise ValueError(
+                f"expected an input of shape (1, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
         if view.size != (x.shape[3], x.shape[2]):
             raise ValueError(
                 f"the view is {view.size[0]}×{view.size[1]}, the input {x.shape[3]}×{x.shape[2]}"
@@ -362,7 +423,8 @@ class Analyzer:
         timings: list[Timing],
         shapes: dict[str, tuple[int, ...]],
     ) -> AnalysisResult:
-        probabilities = torch.softmax(logits, dim=0)
+        # A one-output head is a binary classifier: a softmax over one class is always 1.
+        probabilities = torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=0)
         top = torch.topk(probabilities, min(TOP_K, probabilities.numel()))
         topk = [
             (index, self.categories[index] if index < len(self.categories) else str(index), p)
@@ -386,13 +448,17 @@ class Analyzer:
             analyzer=self._token,
             layer_shapes=MappingProxyType(shapes),
             cold=cold,
+            classes=self.num_classes,
+            scores="sigmoid" if self.binary else "softmax",
+            labels_source=self.labels.source,
         )
 
     def _checked_target(self, target: int) -> int:
         if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
             raise TypeError(f"target must be a class index, not {type(target).__name__}")
-        if not 0 <= target < len(self.categories):
+        if not 0 <= target < self.num_classes:
             raise ValueError(
-                f"target {target} is not a class index: 0 to {len(self.categories) - 1}"
+                f"target {target} is not a class index: the network has {self.num_classes} "
+                f"{'class' if self.num_classes == 1 else 'classes'} (0 to {self.num_classes - 1})"
             )
         return int(target)
