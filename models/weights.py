@@ -490,19 +490,28 @@ def _find_state_dict(loaded: object, name: str, arch: str | None) -> Checkpoint:
         key, (state, prefix) = next(
             ((key, fit) for key, fit in tried if arch is None or _fits(fit[0], arch)), tried[0]
         )
+        loaded_state: Mapping[str, object] = loaded[key]
         where = f"under {shown(key)!r}"
         extras = _extras(loaded)
     else:
         if not all(isinstance(key, str) for key in loaded):
             raise WeightsError(f"{name}: not a state dict (its keys are not all names)")
         beside = {key: value for key, value in loaded.items() if key in EXTRA_KEYS}
-        state, prefix = _fitted_keys(
-            {key: value for key, value in loaded.items() if key not in beside}, arch
-        )
+        loaded_state = {key: value for key, value in loaded.items() if key not in beside}
+        state, prefix = _fitted_keys(dict(loaded_state), arch)
         where, extras = None, _extras(loaded)
     if not state:
         raise WeightsError(f"{name}: the state dict is empty")
-    said = [part for part in (where, prefix and f"prefix {prefix!r} removed") if part]
+    left_out = [key for key in WRAPPER_KEYS if prefix and key in loaded_state and key not in state]
+    said = [
+        part
+        for part in (
+            where,
+            prefix and f"prefix {prefix!r} removed",
+            left_out and f"{', '.join(map(repr, left_out))} left out",
+        )
+        if part
+    ]
     return Checkpoint(state, ", ".join(said) or None, extras)
 
 

@@ -10,6 +10,17 @@ import pytest
 
 import visualizer.ui.app
 from visualizer.cli import main
+from visualizer.networks import NetworkSpec
+
+# What the window is told when no option names a network of one's own or a compared one.
+NO_NETWORK_OF_ONES_OWN = {
+    "labels": None,
+    "mean": None,
+    "std": None,
+    "resize": None,
+    "crop": None,
+    "other": None,
+}
 
 
 @pytest.fixture
@@ -36,6 +47,7 @@ def test_no_command_opens_the_window_with_the_last_used_network(opened) -> None:
                 "device": None,
                 "screenshot": None,
                 "compare": None,  # as the window was last closed
+                **NO_NETWORK_OF_ONES_OWN,
             },
         )
     ]
@@ -54,6 +66,7 @@ def test_images_and_options_reach_the_window(opened, tmp_path: Path) -> None:
                 "device": "cpu",
                 "screenshot": str(shot),
                 "compare": None,
+                **NO_NETWORK_OF_ONES_OWN,
             },
         )
     ]
@@ -70,6 +83,7 @@ def test_compare_opens_compare_mode(opened) -> None:
                 "device": None,
                 "screenshot": None,
                 "compare": True,
+                **NO_NETWORK_OF_ONES_OWN,
             },
         )
     ]
@@ -80,13 +94,53 @@ def test_no_compare_opens_the_network_alone(opened) -> None:
     assert opened[0][1]["compare"] is False
 
 
-def test_compare_with_a_weights_file_is_bad_usage(
+def test_compare_with_a_weights_file_opens_compare_mode(opened) -> None:
+    """A checkpoint can be compared: with the other architecture's ImageNet weights."""
+    assert main(["a.jpg", "--compare", "--weights", "vgg16.pth"]) == 0
+    [(_, options)] = opened
+    assert options["compare"] is True
+    assert options["weights"] == "vgg16.pth"
+    assert options["other"] is None  # the window pairs it (visualizer.networks.compare_pair)
+
+
+def test_a_network_of_ones_own_reaches_the_window(opened) -> None:
+    words = ["a.jpg", "--model", "resnet101", "--weights", "ft5.pth", "--labels", "l.txt"]
+    words += ["--mean", "0.5", "--std", "0.25", "--resize", "256", "--crop", "224"]
+    assert main(words) == 0
+    [(paths, options)] = opened
+    assert paths == ["a.jpg"]
+    assert options["weights"] == "ft5.pth"
+    assert options["labels"] == "l.txt"
+    assert (options["mean"], options["std"]) == ((0.5,), (0.25,))
+    assert (options["resize"], options["crop"]) == (256, 224)
+    assert options["other"] is None
+    assert options["compare"] is None
+
+
+def test_compare_options_name_the_other_network_and_imply_compare(opened) -> None:
+    words = ["a.jpg", "--weights", "ft5.pth", "--compare-weights", "imagenet"]
+    words += ["--compare-labels", "other.txt", "--compare-mean", "0.4,0.5,0.6"]
+    assert main(words) == 0
+    [(_, options)] = opened
+    assert options["compare"] is True
+    # The same architecture as --model's (resnet101 by default), ImageNet weights.
+    assert options["other"] == NetworkSpec(
+        "resnet101", "imagenet", labels="other.txt", mean=(0.4, 0.5, 0.6)
+    )
+
+
+def test_compare_model_alone_keeps_random_weights(opened) -> None:
+    assert main(["--model", "vgg16", "--weights", "random", "--compare-model", "vgg16"]) == 0
+    [(_, options)] = opened
+    assert options["other"] == NetworkSpec("vgg16", "random")
+    assert options["compare"] is True
+
+
+def test_no_compare_with_a_compared_network_is_bad_usage(
     opened, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["a.jpg", "--compare", "--weights", "vgg16.pth"])
-    assert exit_info.value.code == 2
-    assert "--compare builds both networks" in capsys.readouterr().err
+    assert main(["--no-compare", "--compare-weights", "b.pth"]) == 2
+    assert capsys.readouterr().err.startswith("error: --no-compare: ")
     assert opened == []
 
 
@@ -97,6 +151,11 @@ def test_compare_with_a_weights_file_is_bad_usage(
         (["--device", "tpu"], "invalid choice: 'tpu'"),
         (["--screenshot", "/no/such/folder/out.png"], "the folder /no/such/folder does not exist"),
         (["--screenshot", "."], ".: is a folder; give a file name"),
+        (["--mean", "0.5,0.5"], "argument --mean: '0.5,0.5': 2 values; give 1 (grey) or 3"),
+        (["--std", "x"], "argument --std: 'x': 'x' is not a number"),
+        (["--compare-crop", "4"], "argument --compare-crop: 4: must be 8 to 4096 pixels"),
+        (["--resize", "big"], "argument --resize: 'big' is not a whole number of pixels"),
+        (["--compare-model", "alexnet"], "invalid choice: 'alexnet'"),
     ],
 )
 def test_bad_usage_exits_2_before_any_window(

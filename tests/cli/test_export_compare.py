@@ -48,7 +48,7 @@ def shared_analyzers() -> Iterator[None]:
         patch.setattr(
             engine,
             "Analyzer",
-            lambda model, weights, device: shared(model, str(weights), str(device)),
+            lambda model, weights, device, **_: shared(model, str(weights), str(device)),
         )
         yield
 
@@ -247,27 +247,3 @@ def test_a_bad_image_fails_alone(tmp_path: Path, device: str) -> None:
     assert "not an image" in lines[0]
     assert files_in(out) == compare_names("first", ("C5",)) | compare_names("last", ("C5",))
     assert run.out == f"exported 2 of 3 images (16 files) to {out}\n"
-
-
-# --- bad usage -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("weights", ["some.pth", "/models/vgg16-397923af.pth", "w.safetensors"])
-def test_compare_with_a_checkpoint_is_bad_usage(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], weights: str
-) -> None:
-    image = write_image(tmp_path / "p.jpg")
-    out = tmp_path / "out"
-    argv = ["export", str(image), "--out", str(out), "--compare", "--weights", weights]
-    with pytest.raises(SystemExit) as exited:
-        main([*argv, "--device", "cpu"])
-    assert exited.value.code == 2
-    captured = capsys.readouterr()
-    # The top-level parser reports it (the others name ``fmviz export``): a usage line either way.
-    assert captured.err.startswith("usage: fmviz")
-    last = captured.err.splitlines()[-1]
-    assert last.startswith("fmviz")
-    assert "error: --compare builds both networks" in last
-    assert "Traceback" not in captured.err
-    assert captured.out == ""
-    assert not out.exists()

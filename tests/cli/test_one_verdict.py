@@ -1,8 +1,10 @@
 """One verdict per request, whatever the front end: the same bad request exits with the same
 status and says the same ``error:`` line in the window's command line (``--screenshot``),
-``fmviz export``, ``fmviz bench`` and ``fmviz info``, wherever the option exists.
+``fmviz export``, ``fmviz bench`` and ``fmviz info``, wherever the option exists. Bad usage
+(exit status 2) says the same reason after each command's ``<prog>: error:``.
 
 The window runs as ``fmviz`` runs it, in a subprocess (offscreen); the commands in-process.
+``{folder}`` in an option is the test's own folder, which holds ``three.txt``: three labels.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ WEIGHTS = "/nonexistent/weights.pth"
 class Request:
     options: tuple[str, ...]
     images: tuple[str, ...]
-    says: str  # the start of the one error line
+    says: str  # the start of the one error line (exit status 2: what follows "<prog>: ")
     partly_done: bool = False  # the other images are still shown or exported
+    status: int = 1
 
 
 REQUESTS = {
@@ -40,7 +43,25 @@ REQUESTS = {
     "one image of two missing": Request(
         (), (CHELSEA, MISSING), f"error: {MISSING}: no such file", partly_done=True
     ),
+    "labels of the wrong count": Request(
+        ("--labels", "{folder}/three.txt"),
+        (CHELSEA,),
+        "error: {folder}/three.txt: 3 labels, but the network has 1000 classes",
+    ),
+    "one mean for three channels": Request(
+        ("--mean", "0.5"),
+        (CHELSEA,),
+        "error: mean (0.5) has 1 value, but the network takes 3 input channels",
+    ),
+    "two means": Request(
+        ("--mean", "0.5,0.5"),
+        (CHELSEA,),
+        "error: argument --mean: '0.5,0.5': 2 values; give 1 (grey) or 3 (R,G,B)",
+        status=2,
+    ),
 }
+# Requests about the network itself, which fmviz info takes too.
+NETWORK_REQUESTS = ("labels of the wrong count", "one mean for three channels", "two means")
 # The front ends that take each request (bench takes no image and no weights, info no device).
 CASES = [
     *[(name, "window") for name in REQUESTS],
@@ -48,6 +69,7 @@ CASES = [
     ("no CUDA", "bench"),
     ("no CUDA", "bench --startup"),
     ("no weights file", "info"),
+    *[(name, "info") for name in NETWORK_REQUESTS],
 ]
 
 
@@ -85,15 +107,31 @@ def run_command(
     else:
         words = ["info", "--model", "resnet101", *request.options]
     capsys.readouterr()
-    status = main(words)
+    status = main_exits(words)
     return status, capsys.readouterr().err, out.is_dir() and any(out.iterdir())
+
+
+def main_exits(words: list[str]) -> int:
+    """``main(words)``'s exit status, also where argparse ends it (bad usage)."""
+    try:
+        return main(words)
+    except SystemExit as exit_info:
+        return int(exit_info.code or 0)
 
 
 @pytest.mark.parametrize(("name", "front_end"), CASES, ids=[f"{n}: {f}" for n, f in CASES])
 def test_the_same_request_gets_the_same_verdict(
     name: str, front_end: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    request = REQUESTS[name]
+    (tmp_path / "three.txt").write_text("cat\ndog\nbird\n")
+    named = REQUESTS[name]
+    request = Request(
+        tuple(option.replace("{folder}", str(tmp_path)) for option in named.options),
+        named.images,
+        named.says.replace("{folder}", str(tmp_path)),
+        named.partly_done,
+        named.status,
+    )
     if "--device" in request.options:
         import torch
 
@@ -103,9 +141,12 @@ def test_the_same_request_gets_the_same_verdict(
         status, stderr, wrote = run_window(request, tmp_path)
     else:
         status, stderr, wrote = run_command(front_end, request, tmp_path, capsys)
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    if request.status == 2:  # "fmviz: error: …", "fmviz export: error: …", the same reason
+        errors = [line.split(": ", 1)[1] for line in stderr.splitlines() if ": error: " in line]
+    else:
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, stderr
     assert errors[0].startswith(request.says), stderr
     assert "Traceback" not in stderr
-    assert status == 1, stderr
+    assert status == request.status, stderr
     assert wrote == request.partly_done

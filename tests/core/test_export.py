@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import io
 import os
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from models import STAGE_NAMES
@@ -617,3 +619,56 @@ def test_a_file_name_that_is_not_utf_8_is_kept_as_escapes(tmp_path: Path) -> Non
     path = save_png(tmp_path / "grid.png", Image.new("RGB", (4, 4)), {"source": source})
     with Image.open(path) as written:
         assert written.text["source"] == "/photos/caf\\udce9.jpg"
+
+
+# --- a network of one's own: its classes, labels and scores in the metadata; its name ---------
+
+
+def test_metadata_names_the_classes_their_labels_scores_and_input(
+    grids: dict[str, Path],
+) -> None:
+    for name in ("img_resnet101_C3.png", "img_resnet101_gradcam_C5.png"):
+        with Image.open(grids[name]) as image:
+            text = dict(image.text)
+        assert text["classes"] == "1000"
+        assert text["labels"] == "ImageNet (torchvision)"
+        assert text["scores"] == "softmax over the 1000 classes"
+        assert text["input"] == "3×224×224"
+
+
+def test_a_network_can_be_named_otherwise_in_the_file_names(
+    tmp_path: Path, analyzer: Analyzer, result: AnalysisResult, cams: dict[str, GradCam]
+) -> None:
+    options = ExportOptions(stages=("C2",), cam_stage="C5")
+    written = export_result(
+        analyzer, result, tmp_path, "img", options, cams=cams, name="resnet101-ft5"
+    )
+    assert [path.name for path in written] == [
+        "img_resnet101-ft5_C2.png",
+        "img_resnet101-ft5_gradcam_C5.png",
+        "img_resnet101-ft5_timings.csv",
+    ]
+    assert listing(tmp_path) == sorted(path.name for path in written)
+    with Image.open(written[0]) as image:
+        assert image.text["model"] == "resnet101"  # the architecture, as before
+
+
+def test_a_one_output_heads_overlay_says_sigmoid_and_its_own_label(
+    tmp_path: Path, result: AnalysisResult, cams: dict[str, GradCam]
+) -> None:
+    binary = dataclasses.replace(
+        result,
+        logits=torch.tensor([0.3]),
+        topk=[(0, "defect", float(torch.sigmoid(torch.tensor(0.3))))],
+        classes=1,
+        scores="sigmoid",
+        labels_source="the checkpoint ('class_names')",
+    )
+    cam = dataclasses.replace(cams["C5"], target=0)
+    path = export.save_overlay(tmp_path / "o.png", binary, cam, "defect")
+    with Image.open(path) as image:
+        text = dict(image.text)
+    assert text["target"] == "0 defect"
+    assert text["classes"] == "1"
+    assert text["labels"] == "the checkpoint ('class_names')"
+    assert text["scores"] == "sigmoid of the one output (a binary classifier's probability)"

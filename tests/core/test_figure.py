@@ -425,3 +425,35 @@ def test_analyzers_are_untrained_here(analyzer_of: Callable[[str], Analyzer]) ->
     """The tests above rely on random weights meaning ``trained`` is False."""
     picture = Image.new("RGB", (32, 32))
     assert analyzer_of("vgg16").analyze(picture).trained is False
+
+
+# --- a network of one's own: its labels, a one-output head -----------------------------------
+
+
+def test_the_figures_name_the_classes_and_where_their_labels_come_from(results, cam) -> None:
+    result = dataclasses.replace(results["resnet101"], labels_source="labels.txt")
+    grid = render_grid(result.stages["C5"])
+    words = " ".join(figure_info(grid_figure(result, "C5", grid)).caption)
+    assert "1000 classes, labels: labels.txt" in words
+    overlay_words = " ".join(figure_info(overlay_figure(result, cam, "my class")).caption)
+    assert overlay_words.startswith(f"Class {cam.target} my class: probability ")
+    assert "1000 classes, labels: labels.txt" in overlay_words
+
+
+def test_a_one_output_head_shows_its_sigmoid_probability(results, cam) -> None:
+    logit = torch.tensor([-0.7])
+    binary = dataclasses.replace(
+        results["resnet101"],
+        logits=logit,
+        topk=[(0, "defect", float(torch.sigmoid(logit)[0]))],
+        classes=1,
+        scores="sigmoid",
+    )
+    one = dataclasses.replace(cam, target=0)
+    assert figure.class_standing(binary, 0) == (pytest.approx(0.33181, abs=1e-5), 1, 1)
+    info = figure_info(overlay_figure(binary, one, "defect"))
+    assert info.caption[0] == "Class 0 defect: probability 33.2 % (sigmoid of the one output)"
+    grid = render_grid(binary.stages["C5"])
+    words = " ".join(figure_info(grid_figure(binary, "C5", grid)).caption)
+    assert "Top-1: 0 defect (33.2 %)" in words
+    assert "1 class (sigmoid)" in words

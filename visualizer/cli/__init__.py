@@ -25,8 +25,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `fmviz [IMAGE ...] [options]` opens the window; `fmviz COMMAND ...` runs a command.
     parser = _parser() if words and words[0] in COMMANDS else window.parser()
     args = parser.parse_args(words)
-    if getattr(args, "compare", False) and args.weights not in ("imagenet", "random"):
-        parser.error("--compare builds both networks: use --weights imagenet or random with it")
     try:
         return args.run(args)
     except KeyboardInterrupt:

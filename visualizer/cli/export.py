@@ -12,13 +12,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from visualizer.choices import COLORMAPS, MODELS, STAGES
-from visualizer.cli.options import add_model_options, class_index, error, stage, stages
+from visualizer.choices import COLORMAPS, STAGES
+from visualizer.cli.options import (
+    add_compare_options,
+    add_model_options,
+    class_index,
+    compare_spec,
+    engine_errors,
+    error,
+    network_spec,
+    stage,
+    stages,
+    target_problem,
+)
 from visualizer.cli.progress import Progress
 
 if TYPE_CHECKING:
     from visualizer.core import AnalysisResult, Analyzer
     from visualizer.core.export import ExportOptions, WriteBatch
+    from visualizer.networks import NetworkSpec
 
 INTERRUPTED = 130  # the exit status of a command ended by Ctrl+C (128 + SIGINT)
 
@@ -32,7 +44,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "<stem>_<model>_gradcam_<stage>.png (Grad-CAM over the image) and "
             "<stem>_<model>_timings.csv (per-layer milliseconds). A FOLDER gives the images "
             "in it and its subfolders, as the window takes a dropped folder. An image's files "
-            "are all written or none is."
+            "are all written or none is. A network of your own: --weights FILE (any number of "
+            "classes, 3 or 1 input channels) with --labels, --mean, --std, --resize, --crop."
         ),
     )
     export.add_argument(
@@ -61,7 +74,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--target",
         type=class_index,
         metavar="INDEX",
-        help="ImageNet class index 0–999 for Grad-CAM (default: the top-1 class)",
+        help="class index for Grad-CAM, 0 to the network's classes - 1 (default: the top-1)",
     )
     export.add_argument("--colormap", choices=COLORMAPS, default="viridis", help="grid colormap")
     export.add_argument(
@@ -80,11 +93,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--compare",
         action="store_true",
         help=(
-            "export both networks, and their comparison: <stem>_compare_<stage>.png per stage "
-            "(both networks' Grad-CAMs of one class: --target, else the top-1 of --model) and "
-            "<stem>_compare_timings.csv"
+            "export two networks, and their comparison: <stem>_compare_<stage>.png per stage "
+            "and <stem>_compare_timings.csv. The other network: the other architecture, or "
+            "what --compare-model, --compare-weights … name; when both have the same "
+            "architecture, each network's files are named <stem>_<model>-<weights>_… . "
+            "Networks with the same classes explain one class (--target, else the top-1 of "
+            "--model's network); otherwise each its own (--model's: --target, else its top-1; "
+            "the other: its top-1)"
         ),
     )
+    add_compare_options(export)
     export.add_argument(
         "--annotate",
         action="store_true",
@@ -102,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
     """Export ``args.images`` to ``args.out``: 0 when all are done, 1 when any failed, 130
     when interrupted (Ctrl+C)."""
     # The engine imports torch: loaded here, not when the command line starts.
-    from models import WeightsError  # noqa: PLC0415
     from models.weights import PATH_SHOWN, shown  # noqa: PLC0415
-    from visualizer.core import Analyzer, DeviceError  # noqa: PLC0415
     from visualizer.core.export import ExportOptions  # noqa: PLC0415
 
     out = _OutputFolder(args.out)
@@ -112,12 +128,16 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         error(f"{shown(out.path, PATH_SHOWN)}: {problem}")
         return 1
-    names = list(MODELS) if args.compare else [args.model]
-    lead = names.index(args.model)  # in a comparison, its top-1 is the class both explain
+    lineup = _lineup(args)
     try:
-        analyzers = [Analyzer(name, args.weights, args.device) for name in names]
-    except (WeightsError, DeviceError) as failure:
+        analyzers = [_analyzer(spec, args.device) for spec in lineup.specs]
+    except engine_errors() as failure:
         error(str(failure))
+        return 1
+    # --target is the lead's class (and the other's too when they share their classes).
+    problem = target_problem(args.target, analyzers[lineup.lead].num_classes)
+    if problem:
+        error(problem)
         return 1
     options = ExportOptions(
         stages=args.stages,
@@ -130,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     )
     tally = _Tally()
     try:
-        _export_all(args.images, analyzers, out, options, tally, lead=lead)
+        _export_all(args.images, analyzers, out, options, tally, lineup=lineup)
     except KeyboardInterrupt:
         out.tidy()
         print(
@@ -149,6 +169,45 @@ def run(args: argparse.Namespace) -> int:
     return 1 if tally.failures else 0
 
 
+@dataclass(frozen=True)
+class _Lineup:
+    """The networks an export runs, in order (a comparison's left side first)."""
+
+    specs: tuple[NetworkSpec, ...]
+    lead: int  # --model's network: the one whose class a shared comparison explains
+    names: tuple[str, ...]  # each network's name in file names
+    labels: tuple[str, ...]  # each network's name in pictures
+
+
+def _lineup(args: argparse.Namespace) -> _Lineup:
+    """``--model``'s network alone, named by its architecture in file names (DESIGN §4); with
+    ``--compare`` (or any ``--compare-…`` option) both sides of the comparison
+    (``visualizer.networks.compare_pair``), named by ``network_names`` (``"vgg16"``, or
+    ``"resnet101-imagenet"`` and ``"resnet101-ft5"`` for one architecture twice)."""
+    from visualizer.core.comparison import network_labels  # noqa: PLC0415
+    from visualizer.networks import compare_pair, network_names  # noqa: PLC0415
+
+    main = network_spec(args)
+    other = compare_spec(args, main)
+    if not args.compare and other is None:
+        return _Lineup((main,), 0, (main.model,), (main.label,))
+    sides, lead = compare_pair(main, other)
+    return _Lineup(tuple(sides), lead, tuple(network_names(sides)), network_labels(sides))
+
+
+def _analyzer(spec: NetworkSpec, device: str) -> Analyzer:
+    """The engine's analyzer of ``spec`` on ``device``; only the options given are passed.
+
+    Raises:
+        Any of ``options.engine_errors()``: the weights, device, labels or preprocessing
+            cannot be used.
+    """
+    from visualizer import core  # noqa: PLC0415 - looked up here: tests replace it
+
+    options = {key: value for key, value in spec.analyzer_options().items() if value is not None}
+    return core.Analyzer(spec.model, spec.weights, device, **options)
+
+
 def _export_all(
     paths: list[str],
     analyzers: list[Analyzer],
@@ -156,7 +215,7 @@ def _export_all(
     options: ExportOptions,
     tally: _Tally,
     *,
-    lead: int,
+    lineup: _Lineup,
 ) -> None:
     """Export every image of ``paths`` (files and folders), counting in ``tally`` as it goes,
     so that an interruption (``KeyboardInterrupt``, which goes on) leaves it true; the
@@ -177,7 +236,13 @@ def _export_all(
                 continue
             progress.update(tally.done, label=shown(entry, PATH_SHOWN))
             outcome = _export_one(
-                entry, next(stems), analyzers, out, options, lead=lead, note=progress.message
+                entry,
+                next(stems),
+                analyzers,
+                out,
+                options,
+                lineup=lineup,
+                note=progress.message,
             )
             tally.done += 1
             if isinstance(outcome, str):
@@ -251,15 +316,14 @@ def _export_one(
     out: _OutputFolder,
     options: ExportOptions,
     *,
-    lead: int = 0,
+    lineup: _Lineup,
     note: Callable[[str], None] = print,
 ) -> int | str:
     """The number of files written for ``path``, or why it failed (``"<file>: <reason>"``);
     what reading the image skipped or found malformed is told through ``note``, a line each.
 
-    With two networks, their comparison is written too: its Grad-CAMs explain one class
-    (``options.target``, else the top-1 of ``analyzers[lead]``). All of the image's files are
-    written or none is (``KeyboardInterrupt`` included, which goes on).
+    With two networks, their comparison is written too (see ``_write``). All of the image's
+    files are written or none is (``KeyboardInterrupt`` included, which goes on).
     """
     from models.weights import PATH_SHOWN, shown  # noqa: PLC0415
     from visualizer.core import ImageLoadError, load_image_with_notes  # noqa: PLC0415
@@ -275,7 +339,15 @@ def _export_one(
         try:
             out.make()
             with WriteBatch() as batch:
-                _write(analyzers, results, out.path, stem, options, batch=batch, lead=lead)
+                _write(
+                    analyzers,
+                    results,
+                    out.path,
+                    stem,
+                    options,
+                    batch=batch,
+                    lineup=lineup,
+                )
             return len(batch.committed)
         except OSError as failure:
             reason = shown(failure.strerror or str(failure), PATH_SHOWN)
@@ -297,21 +369,37 @@ def _write(
     options: ExportOptions,
     *,
     batch: WriteBatch,
-    lead: int,
+    lineup: _Lineup,
 ) -> None:
-    """Every file of one image, into ``batch``.
+    """Every file of one image, into ``batch``; each network's own under its name in
+    ``lineup.names``.
 
     Each network's own files explain its own top-1 class unless ``--target`` names one, as
-    without ``--compare``; the comparison explains one class for both.
+    without ``--compare``; ``--target`` is the lead's class, and the other's only when both
+    have the same classes. The comparison explains one class for both when they have the same
+    classes (``--target``, else the lead's top-1), else each its own (``comparison``).
     """
-    from visualizer.core.comparison import export_comparison, shared_target  # noqa: PLC0415
+    from visualizer.core.comparison import export_comparison  # noqa: PLC0415
     from visualizer.core.export import export_result  # noqa: PLC0415
 
-    for analyzer, result in zip(analyzers, results, strict=True):
-        export_result(analyzer, result, out, stem, options, batch=batch)
+    lead = lineup.lead
+    shared = all(a.categories == analyzers[lead].categories for a in analyzers)
+    sides = zip(analyzers, results, lineup.names, strict=True)
+    for index, (analyzer, result, name) in enumerate(sides):
+        own = options if shared or index == lead else dataclasses.replace(options, target=None)
+        export_result(analyzer, result, out, stem, own, batch=batch, name=name)
     if len(analyzers) > 1:
-        shared = dataclasses.replace(options, target=shared_target(results, options.target, lead))
-        export_comparison(analyzers, results, out, stem, shared, batch=batch)
+        export_comparison(
+            analyzers,
+            results,
+            out,
+            stem,
+            options,
+            lead=lead,
+            batch=batch,
+            names=lineup.names,
+            labels=lineup.labels,
+        )
 
 
 class _OutputFolder:

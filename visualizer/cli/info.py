@@ -1,22 +1,37 @@
-"""``fmviz info``: each network's parameters, weights and stages.
+"""``fmviz info``: each network's parameters, weights, classes, input and stages.
 
 The parameters and the stage table come from the architecture alone, built on the meta device
 (no memory, no arithmetic, no weights), so they print offline and in a fraction of a second.
 ImageNet weights are only looked for in torch hub's cache, never downloaded: a missing file is
 said on the weights line, and is no failure. A checkpoint file (``--weights PATH``) is loaded
-and checked, as every command does with it.
+and checked, as every command does with it: its head gives the number of classes (any), its
+first convolution the input channels (3 or 1), and the labels and preprocessing stored beside
+its weights are used. ``--labels``, ``--mean``, ``--std``, ``--resize`` and ``--crop`` are
+checked against the network as ``fmviz`` and ``fmviz export`` check them, with the same errors.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from visualizer.choices import MODELS
-from visualizer.cli.options import add_weights_option, error, size
+from visualizer.cli.options import (
+    add_network_options,
+    add_weights_option,
+    engine_errors,
+    error,
+    network_spec,
+    size,
+)
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from visualizer.core import Preprocessing
+    from visualizer.core.labels import Labels
+    from visualizer.networks import NetworkSpec
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -30,30 +45,76 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="HxW",
         help="input size for the stage shapes (default 224x224)",
     )
+    add_network_options(info)
     info.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print each network's block; exit status 1 when a checkpoint file could not be used."""
-    from models import WeightsError, stage_module_names, stage_shapes  # noqa: PLC0415
+    """Print each network's block; exit status 1 when a checkpoint file, the labels or the
+    preprocessing could not be used (one ``error:`` line each)."""
+    from models import stage_module_names, stage_shapes  # noqa: PLC0415
 
     height, width = args.size
     status = 0
     for name in [args.model] if args.model else MODELS:
         try:
             model, weights = _model_and_weights(name, args.weights)
-        except WeightsError as failure:
+            setup = network_setup(model, network_spec(args, model=name))
+        except engine_errors() as failure:
             error(str(failure))
             status = 1
             continue
         parameters = sum(p.numel() for p in model.parameters())
         print(f"{name}: {parameters:,} parameters")
         print(f"  weights: {weights}")
+        for line in setup.lines():
+            print(f"  {line}")
         print(f"  {'stage':<6}{'module':<13}output for a {height}×{width} input")
         modules = stage_module_names(model)
         for stage, (channels, h, w) in stage_shapes(model, height, width).items():
             print(f"  {stage:<6}{modules[stage]:<13}{channels}×{h}×{w}")
     return status
+
+
+@dataclass(frozen=True)
+class NetworkSetup:
+    """What a network takes in and gives out: its classes and their names, its input."""
+
+    classes: int  # the head's outputs
+    labels: Labels  # names and where they come from
+    channels: int  # input channels: 3 (RGB) or 1 (grey-scale)
+    preprocessing: Preprocessing
+
+    def lines(self) -> list[str]:
+        """``classes: …``, ``input: …`` and ``preprocessing: …``, as ``fmviz info`` prints
+        them."""
+        scores = "one output, sigmoid probability" if self.classes == 1 else "softmax"
+        examples = ", ".join(self.labels.names[:3]) + (", …" if self.classes > 3 else "")
+        colour = "RGB" if self.channels == 3 else "grey-scale"
+        return [
+            f"classes: {self.classes} ({scores}); labels: {self.labels.source} ({examples})",
+            f"input: {self.channels} {'channel' if self.channels == 1 else 'channels'} "
+            f"({colour}), {self.preprocessing.crop}×{self.preprocessing.crop}",
+            f"preprocessing: {self.preprocessing.describe()}",
+        ]
+
+
+def network_setup(model: nn.Module, spec: NetworkSpec) -> NetworkSetup:
+    """The classes, labels, input channels and preprocessing of ``model`` (built on the meta
+    device or loaded) with ``spec``'s labels, mean, std, resize and crop, resolved as the
+    engine's ``Analyzer`` resolves them: those given, else those stored in the checkpoint,
+    else ImageNet's (its labels only for 1000 classes, else ``class 0`` …).
+
+    Raises:
+        LabelsError: the labels cannot be read, or their count is not the network's classes.
+        PreprocessingError: values that do not fit the network (e.g. 3 means for 1 channel).
+    """
+    from visualizer.core.network_setup import network_setup as setup  # noqa: PLC0415
+
+    labels, preprocessing = setup(
+        model, labels=spec.labels, mean=spec.mean, std=spec.std, resize=spec.resize, crop=spec.crop
+    )
+    return NetworkSetup(model.num_classes, labels, model.in_channels, preprocessing)
 
 
 def _model_and_weights(name: str, weights: str) -> tuple[nn.Module, str]:

@@ -1,14 +1,29 @@
-"""Options and argument types shared by the commands, and the one way they report errors."""
+"""Options and argument types shared by the commands, and the one way they report errors.
+
+A network is named the same way in every command (``add_network_options``): ``--model``,
+``--weights``, and the options of a network of one's own: ``--labels FILE``, ``--mean R,G,B``,
+``--std R,G,B`` (one value each for a one-channel network), ``--resize N`` and ``--crop N``.
+``network_spec`` turns them into a ``visualizer.networks.NetworkSpec``. Where two networks are
+compared, the other one takes the same options with ``compare-`` in front
+(``add_compare_options``, ``compare_spec``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from visualizer.choices import DEVICES, MODELS, STAGES
 
+if TYPE_CHECKING:
+    from visualizer.networks import NetworkSpec
+
 DEFAULT_MODEL = "resnet101"
+# The options of a network of one's own, by their ``dest`` without a prefix.
+NETWORK_OPTIONS = ("labels", "mean", "std", "resize", "crop")
+COMPARE_PREFIX = "compare-"
 
 
 def error(message: str) -> None:
@@ -26,7 +41,8 @@ def add_weights_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model`` (default resnet101), ``--weights`` and ``--device``."""
+    """``--model`` (default resnet101), ``--weights``, ``--device`` and the options of a
+    network of one's own (``add_network_options``)."""
     parser.add_argument(
         "--model", choices=MODELS, default=DEFAULT_MODEL, help="network (default resnet101)"
     )
@@ -34,6 +50,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", choices=DEVICES, default="auto", help="default: CUDA, MPS, else CPU"
     )
+    add_network_options(parser)
 
 
 def size(text: str) -> tuple[int, int]:
@@ -68,14 +85,162 @@ def stages(text: str) -> tuple[str, ...]:
 
 
 def class_index(text: str) -> int:
-    """An ImageNet class index, 0–999."""
+    """A class index, 0 or more: whether the network has that class is known only once it is
+    loaded (``target_problem``)."""
     try:
         index = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a class index") from None
-    if not 0 <= index <= 999:
-        raise argparse.ArgumentTypeError(f"{index} is not an ImageNet class index (0–999)")
+    if index < 0:
+        raise argparse.ArgumentTypeError(f"{index} is not a class index (0 or more)")
     return index
+
+
+def target_problem(target: int | None, classes: int) -> str | None:
+    """Why ``--target`` does not fit a network of ``classes`` classes, in one line, or None.
+
+    Examples::
+
+        target_problem(7, 5)  # "--target 7: the network has 5 classes (0–4)"
+    """
+    if target is None or target < classes:
+        return None
+    if classes == 1:
+        return f"--target {target}: the network has 1 class (0)"
+    return f"--target {target}: the network has {classes} classes (0–{classes - 1})"
+
+
+def values(text: str) -> tuple[float, ...]:
+    """``--mean`` / ``--std``: ``R,G,B`` or one value (``visualizer.networks.parse_values``)."""
+    from visualizer.networks import parse_values  # noqa: PLC0415
+
+    try:
+        return parse_values(text)
+    except ValueError as failure:
+        raise argparse.ArgumentTypeError(str(failure)) from None
+
+
+def pixels(text: str) -> int:
+    """``--resize`` / ``--crop``: a size in pixels (``visualizer.networks.parse_size``)."""
+    from visualizer.networks import parse_size  # noqa: PLC0415
+
+    try:
+        return parse_size(text)
+    except ValueError as failure:
+        raise argparse.ArgumentTypeError(str(failure)) from None
+
+
+def add_network_options(
+    parser: argparse.ArgumentParser,
+    prefix: str = "",
+    *,
+    group: argparse._ArgumentGroup | None = None,
+) -> None:
+    """``--labels``, ``--mean``, ``--std``, ``--resize`` and ``--crop``, each with ``prefix``
+    in front (``"compare-"``: ``--compare-labels`` …, held as ``args.compare_labels`` …), in
+    ``group`` of the help (default: a group of their own).
+
+    All default to None: the checkpoint's own values, else the architecture's ImageNet ones.
+    """
+    whose = "the compared network's " if prefix else ""
+    if group is None:
+        group = parser.add_argument_group(
+            "a network of your own (default: the checkpoint's values, else ImageNet's)"
+        )
+    group.add_argument(
+        f"--{prefix}labels",
+        metavar="FILE",
+        help=f"{whose}class names: one a line, a JSON list or object, or CSV index,name",
+    )
+    group.add_argument(
+        f"--{prefix}mean",
+        type=values,
+        metavar="R,G,B",
+        help=f"{whose}normalisation mean (one value for a grey-scale network)",
+    )
+    group.add_argument(
+        f"--{prefix}std",
+        type=values,
+        metavar="R,G,B",
+        help=f"{whose}normalisation standard deviation (one value for a grey-scale network)",
+    )
+    group.add_argument(
+        f"--{prefix}resize",
+        type=pixels,
+        metavar="N",
+        help=f"{whose}resize: the shorter side to N pixels",
+    )
+    group.add_argument(
+        f"--{prefix}crop", type=pixels, metavar="N", help=f"{whose}centre crop: N×N pixels"
+    )
+
+
+def add_compare_options(parser: argparse.ArgumentParser) -> None:
+    """The other side of a comparison: ``--compare-model``, ``--compare-weights`` and
+    ``--compare-labels`` … (``add_network_options`` with ``compare-``); any implies
+    ``--compare``."""
+    group = parser.add_argument_group(
+        "the compared network (any of these implies --compare)",
+        "Without them, --compare pairs --model's network with the other architecture, ImageNet "
+        "weights (random ones with --weights random).",
+    )
+    group.add_argument(
+        "--compare-model", choices=MODELS, help="its architecture (default: that of --model)"
+    )
+    group.add_argument(
+        "--compare-weights",
+        metavar="imagenet|random|PATH",
+        help="its weights (default: imagenet, or random with --weights random)",
+    )
+    add_network_options(parser, COMPARE_PREFIX, group=group)
+
+
+def network_spec(args: argparse.Namespace, *, model: str | None = None) -> NetworkSpec:
+    """The network ``args`` name: ``--model`` (else ``model``, else resnet101), ``--weights``,
+    ``--labels``, ``--mean``, ``--std``, ``--resize`` and ``--crop``."""
+    from visualizer.networks import NetworkSpec  # noqa: PLC0415
+
+    return NetworkSpec(
+        args.model or model or DEFAULT_MODEL,
+        args.weights,
+        **{name: getattr(args, name, None) for name in NETWORK_OPTIONS},
+    )
+
+
+def compare_asked(args: argparse.Namespace) -> bool:
+    """True when any ``--compare-…`` option names the compared network."""
+    names = ("model", "weights", *NETWORK_OPTIONS)
+    return any(getattr(args, f"compare_{name}", None) is not None for name in names)
+
+
+def compare_spec(args: argparse.Namespace, main: NetworkSpec) -> NetworkSpec | None:
+    """The compared network the ``--compare-…`` options name, or None when none is given
+    (``visualizer.networks.compare_pair`` then picks the other architecture).
+
+    ``--compare-model`` defaults to ``main``'s architecture; ``--compare-weights`` to
+    ``main``'s weights where they are ``random``, else ``imagenet`` (a checkpoint fits one
+    network only).
+    """
+    if not compare_asked(args):
+        return None
+    from visualizer.networks import NetworkSpec  # noqa: PLC0415
+
+    weights = args.compare_weights or ("random" if main.weights == "random" else "imagenet")
+    return NetworkSpec(
+        args.compare_model or main.model,
+        weights,
+        **{name: getattr(args, f"compare_{name}", None) for name in NETWORK_OPTIONS},
+    )
+
+
+def engine_errors() -> tuple[type[Exception], ...]:
+    """The engine's errors that are the user's to fix (a checkpoint, a device, labels,
+    preprocessing): each is one ``error: …`` line and exit status 1 in every command.
+    Imports torch."""
+    from models import WeightsError  # noqa: PLC0415
+    from visualizer.core import DeviceError, LabelsError, PreprocessingError  # noqa: PLC0415
+
+    return (WeightsError, DeviceError, LabelsError, PreprocessingError)
 
 
 def positive(text: str) -> int:

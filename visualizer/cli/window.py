@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from visualizer.choices import DEVICES, MODELS
-from visualizer.cli.options import add_weights_option, error, screenshot_path
+from visualizer.cli.options import (
+    add_compare_options,
+    add_network_options,
+    add_weights_option,
+    compare_spec,
+    error,
+    network_spec,
+    screenshot_path,
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,12 +46,15 @@ def parser() -> argparse.ArgumentParser:
         choices=DEVICES,
         help="default: the last used, else auto (with --screenshot: auto)",
     )
+    add_network_options(parser)
     parser.add_argument(
         "--compare",
         action=argparse.BooleanOptionalAction,
-        help="open in compare mode, VGG16 and ResNet101 side by side, or not (default: as the "
-        "window was last closed, unless --model, a weights file or --screenshot is given)",
+        help="open in compare mode, two networks side by side (default VGG16 and ResNet101; "
+        "--compare-… name the other), or not (default: as the window was last closed, unless "
+        "--model, a network of your own or --screenshot is given; on with --compare-…)",
     )
+    add_compare_options(parser)
     parser.add_argument(
         "--screenshot",
         type=screenshot_path,
@@ -55,8 +66,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Open the window and run until it closes; the exit status."""
+    """Open the window and run until it closes; the exit status.
+
+    The compared network (``--compare-…``) defaults to ``--model``'s architecture, resnet101
+    when no ``--model`` is given (the window's last network is known only to the window).
+    """
     from visualizer.ui.platform_check import prepare  # noqa: PLC0415 (no Qt in it)
+
+    other = compare_spec(args, network_spec(args))
+    compare = args.compare
+    if other is not None:
+        if compare is False:
+            error("--no-compare: the --compare-… options name a network to compare with")
+            return 2
+        compare = True
 
     # Before Qt loads: where its platform plugin cannot start, Qt aborts the process.
     problem = prepare(screenshot=bool(args.screenshot))
@@ -71,5 +94,11 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         device=args.device,
         screenshot=args.screenshot,
-        compare=args.compare,
+        compare=compare,
+        labels=args.labels,
+        mean=args.mean,
+        std=args.std,
+        resize=args.resize,
+        crop=args.crop,
+        other=other,
     )

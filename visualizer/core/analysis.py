@@ -16,13 +16,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from models import STAGE_NAMES, build_model, imagenet_weights
+from models import STAGE_NAMES, build_model
 from models.stages import stage_index
 from visualizer.core.attribution import GradCam, grad_cam, stage_gradients
 from visualizer.core.device import describe_device, is_device_failure, resolve_device
 from visualizer.core.images import load_image, to_rgb
-from visualizer.core.labels import Labels, resolve_labels
-from visualizer.core.preprocess import Preprocessing
+from visualizer.core.network_setup import network_setup
 from visualizer.core.timing import LayerTimer, Timing
 
 TOP_K = 5
@@ -160,26 +159,10 @@ class Analyzer:
         self.weights_info = getattr(model, "weights_info", None)
         self.num_classes: int = getattr(model, "num_classes", 1000)
         self.in_channels: int = getattr(model, "in_channels", 3)
-        stored = self.weights_info.extras if self.weights_info is not None else {}
-        weights_entry = imagenet_weights(self.arch)
-        self.labels: Labels = resolve_labels(
-            labels, stored, self.num_classes, weights_entry.meta["categories"]
+        self.labels, self.preprocessing = network_setup(
+            model, labels=labels, mean=mean, std=std, resize=resize, crop=crop
         )
         self.categories: list[str] = list(self.labels.names)
-        self.preprocessing = Preprocessing.for_weights(weights_entry)
-        if (
-            self.in_channels != 3
-            or any(v is not None for v in (mean, std, resize, crop))
-            or any(key in stored for key in ("mean", "std", "input_size"))
-        ):
-            self.preprocessing = self.preprocessing.customised(
-                channels=self.in_channels,
-                mean=mean,
-                std=std,
-                resize=resize,
-                crop=crop,
-                stored=stored,
-            )
         self.timings = timings
         self.warm_up = warm_up
         self._warm = False  # a pass has run on the current device

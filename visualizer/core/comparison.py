@@ -1,8 +1,12 @@
-"""Two architectures on one image, side by side: one PNG (stage grids, Grad-CAMs of the same
-class, top-5) and one CSV (shape, time and parameters of each stage of both networks).
+"""Two networks on one image, side by side: one PNG (stage grids, Grad-CAMs, top-k) and one
+CSV (shape, time and parameters of each stage of both networks).
 
-Both networks predict the same 1000 ImageNet classes, so their Grad-CAMs can answer the same
-question: a comparison explains one class, the one asked for or the lead network's top-1.
+The two may be the two architectures, or one architecture with two sets of weights (ImageNet
+against a fine-tuned checkpoint, epoch 5 against epoch 50). Networks with the same class list
+(both ImageNet's 1000, say) answer the same question: their Grad-CAMs explain one class, the
+one asked for or the lead network's top-1. Networks with different class lists cannot: each
+explains its own class (the lead the one asked for, else its top-1; the other its top-1), and
+the PNG says so in a line.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw
 
@@ -45,6 +50,9 @@ from visualizer.core.figure import (
 from visualizer.core.render import ORDERS, SCALES, Grid, overlay
 from visualizer.core.stage_summary import StageRow, stage_rows
 
+if TYPE_CHECKING:
+    from visualizer.networks import NetworkSpec
+
 COLUMN = 880  # pixels: each network's grid fits a COLUMN × COLUMN box
 MARGIN, GAP = 28, 36
 OVERLAY = 360
@@ -54,17 +62,26 @@ CAPTION = 64  # the two lines above each Grad-CAM: its class, and that class's p
 
 @dataclass(frozen=True, eq=False)
 class ComparedSide:
-    """One network's half of a comparison: its analysis, the stage's grid and its Grad-CAM."""
+    """One network's half of a comparison: its analysis, the stage's grid and its Grad-CAM.
+
+    ``name``: the network as the comparison names it (``network_labels``: ``"ResNet101 ·
+    ImageNet"`` beside ``"ResNet101 · ft5.pth"``); None: its architecture (``"VGG16"``).
+    ``class_label``: the label of the class ``cam`` explains, in this network's own labels;
+    None: the label the caller gives for the shared class (``save_comparison``).
+    """
 
     result: AnalysisResult
     grid: Grid  # the stage shown
     stage: str
-    cam: GradCam  # of the shared class
+    cam: GradCam  # of the class this side explains (the shared one, or its own)
     rows: tuple[StageRow, ...]  # C1–C5 and the head
+    name: str | None = None
+    class_label: str | None = None
 
     @property
     def label(self) -> str:
-        return MODEL_LABELS.get(self.result.model, self.result.model)
+        """The network's name in the picture and its text: ``name``, else the architecture."""
+        return self.name or MODEL_LABELS.get(self.result.model, self.result.model)
 
     @property
     def total_ms(self) -> float:
@@ -75,21 +92,87 @@ class ComparedSide:
         return sum(row.parameters for row in self.rows)
 
 
+def network_labels(specs: Sequence[NetworkSpec]) -> tuple[str, ...]:
+    """The names of compared networks in pictures, told apart: ``NetworkSpec.label``
+    (``"VGG16"``, ``"ResNet101 · ft5.pth"``) for two architectures; the architecture and its
+    weights for one architecture twice (``"ResNet101 · ImageNet"``, ``"ResNet101 · ft5.pth"``);
+    numbered (`` (1)``, `` (2)``) where even those are the same."""
+    if len({spec.model for spec in specs}) == len(specs):
+        return _numbered([spec.label for spec in specs])
+    return _numbered([f"{MODEL_LABELS.get(s.model, s.model)} · {s.weights_label}" for s in specs])
+
+
+def result_labels(results: Sequence[AnalysisResult]) -> tuple[str, ...]:
+    """Names for the networks of ``results`` when none are given: the architecture
+    (``"VGG16"``), with the weights in words where one architecture is there twice."""
+    models = [MODEL_LABELS.get(result.model, result.model) for result in results]
+    if len(set(models)) == len(models):
+        return tuple(models)
+    return _numbered([f"{m} · {r.weights}" for m, r in zip(models, results, strict=True)])
+
+
+def _numbered(labels: Sequence[str]) -> tuple[str, ...]:
+    """``labels``, each with `` (1)``, `` (2)`` … after it where two are the same."""
+    if len(set(labels)) == len(labels):
+        return tuple(labels)
+    return tuple(f"{label} ({number})" for number, label in enumerate(labels, 1))
+
+
+def shares_classes(analyzers: Sequence[Analyzer]) -> bool:
+    """True when every network has the same class list (``categories``): then one class is
+    explained for all."""
+    return all(analyzer.categories == analyzers[0].categories for analyzer in analyzers)
+
+
 def shared_target(results: Sequence[AnalysisResult], target: int | None, lead: int = 0) -> int:
     """The class both Grad-CAMs explain: ``target``, else the top-1 of ``results[lead]``."""
     return results[lead].topk[0][0] if target is None else target
 
 
-def disagreement(results: Sequence[AnalysisResult]) -> str | None:
-    """A sentence naming each network's top-1 class when they are not all the same, else None."""
+def side_targets(
+    analyzers: Sequence[Analyzer],
+    results: Sequence[AnalysisResult],
+    target: int | None,
+    lead: int = 0,
+) -> list[int]:
+    """The class each network's Grad-CAM explains: all the same (``shared_target``) when the
+    networks share their class list; otherwise each its own: ``results[lead]``'s network
+    ``target`` (else its top-1), the others their top-1."""
+    if shares_classes(analyzers):
+        return [shared_target(results, target, lead)] * len(results)
+    return [
+        target if index == lead and target is not None else result.topk[0][0]
+        for index, result in enumerate(results)
+    ]
+
+
+def disagreement(
+    results: Sequence[AnalysisResult], labels: Sequence[str] | None = None
+) -> str | None:
+    """A sentence naming each network's top-1 class when they are not all the same, else None.
+
+    ``labels``: the networks' names (default: ``result_labels``)."""
     if len({result.topk[0][0] for result in results}) < 2:
         return None
+    names = labels or result_labels(results)
     tops = [
-        f"{MODEL_LABELS.get(result.model, result.model)}: {index} {label} ({p * 100:.1f} %)"
-        for result in results
+        f"{name}: {index} {label} ({percent(p)})"
+        for name, result in zip(names, results, strict=True)
         for index, label, p in result.topk[:1]
     ]
     return "The top-1 classes differ: " + "; ".join(tops) + "."
+
+
+def own_classes_note(sides: Sequence[ComparedSide], target_label: str = "") -> str:
+    """The line a comparison of networks with different class lists carries: each Grad-CAM
+    explains its own network's class, named."""
+    explained = "; ".join(
+        f"{side.label}: {side.cam.target} {side.class_label or target_label}" for side in sides
+    )
+    return (
+        "The networks have different classes: each Grad-CAM explains its own network's class "
+        f"({explained})."
+    )
 
 
 def comparison_names(stem: str, stages: Sequence[str]) -> list[str]:
@@ -111,16 +194,24 @@ def compare(
     cams: Sequence[Mapping[str, GradCam]],
     stage: str,
     options: ExportOptions,
+    *,
+    labels: Sequence[str] | None = None,
 ) -> list[ComparedSide]:
     """Each network's side of a comparison at ``stage``.
 
-    ``cams``: per network, Grad-CAMs of the shared class at the stages of ``cam_stages``.
+    ``cams``: per network, Grad-CAMs of the class it explains (``side_targets``) at the
+    stages of ``cam_stages``. ``labels``: the networks' names in the picture (default: their
+    architectures, ``result_labels``). Each side's ``class_label`` is its own analyzer's label
+    of its class.
     """
+    names = labels or result_labels(results)
     sides = []
-    for analyzer, result, maps in zip(analyzers, results, cams, strict=True):
+    for analyzer, result, maps, name in zip(analyzers, results, cams, names, strict=True):
         grid = stage_grid(result, stage, options, maps)
         cam = maps[options.cam_stage or STAGE_NAMES[-1]]
-        sides.append(ComparedSide(result, grid, stage, cam, stage_rows(analyzer.model, result)))
+        rows = stage_rows(analyzer.model, result)
+        own = analyzer.categories[cam.target]
+        sides.append(ComparedSide(result, grid, stage, cam, rows, name, own))
     return sides
 
 
@@ -134,11 +225,18 @@ def export_comparison(
     lead: int = 0,
     cams: Sequence[Mapping[str, GradCam]] | None = None,
     batch: WriteBatch | None = None,
+    names: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> list[Path]:
     """Write a comparison PNG per stage of ``options.stages`` and the timing CSV to ``folder``.
 
-    Grad-CAMs explain ``options.target``, else the top-1 class of ``results[lead]``; ``cams``
-    may give them (as for ``compare``), else they are computed here, one pass per network.
+    Networks with the same class list explain one class: ``options.target``, else the top-1
+    class of ``results[lead]``. Networks with different ones explain each its own
+    (``side_targets``: the lead ``options.target``, else its top-1; the others their top-1),
+    and the PNG says so. ``cams`` may give the Grad-CAMs (as for ``compare``), else they are
+    computed here, one pass per network. ``names``: the networks' names in the CSV's columns
+    (default: their architectures, numbered when the same); ``labels``: in the PNG (default:
+    ``result_labels``; ``network_labels`` makes them from the networks' specs).
 
     All the files or none: each is written under a temporary name and all are renamed into
     place at the end (see ``export.WriteBatch``); a failure leaves the folder as it was. With
@@ -151,19 +249,26 @@ def export_comparison(
         OSError: a file could not be written (naming it); nothing of the call is left.
     """
     folder = Path(folder)
-    target = shared_target(results, options.target, lead)
+    own = not shares_classes(analyzers)
+    targets = side_targets(analyzers, results, options.target, lead)
     if cams is None:
         wanted = cam_stages(options, options.stages)
-        cams = [a.gradcams(r, wanted, target) for a, r in zip(analyzers, results, strict=True)]
-    label = analyzers[0].categories[target]
-    names = comparison_names(stem, options.stages)
+        cams = [
+            a.gradcams(r, wanted, t) for a, r, t in zip(analyzers, results, targets, strict=True)
+        ]
+    label = analyzers[lead].categories[targets[lead]]
+    files_named = comparison_names(stem, options.stages)
     written = []
     with writing_into(batch) as files:
-        for stage, name in zip(options.stages, names, strict=False):
-            sides = compare(analyzers, results, cams, stage, options)
-            written.append(save_comparison(folder / name, sides, label, options, batch=files))
+        for stage, name in zip(options.stages, files_named, strict=False):
+            sides = compare(analyzers, results, cams, stage, options, labels=labels)
+            path = folder / name
+            written.append(
+                save_comparison(path, sides, label, options, batch=files, own_classes=own)
+            )
         rows = [stage_rows(a.model, r) for a, r in zip(analyzers, results, strict=True)]
-        written.append(save_comparison_timings(folder / names[-1], results, rows, batch=files))
+        path = folder / files_named[-1]
+        written.append(save_comparison_timings(path, results, rows, batch=files, names=names))
     return written
 
 
@@ -174,32 +279,54 @@ def save_comparison(
     options: ExportOptions = ExportOptions(),
     *,
     batch: WriteBatch | None = None,
+    own_classes: bool | None = None,
 ) -> Path:
     """Write the comparison of ``sides`` as one PNG, with its provenance as text chunks.
 
-    Besides the provenance: ``title``; ``<network> class``, the shared class's probability
-    and rank in each network; ``warning``, only when a network is untrained, naming it.
-    ``batch``: as for ``export.save_png``.
+    ``target_label``: the label of the shared class (a side's own ``class_label`` wins).
+    ``own_classes``: True when the networks have different class lists and each Grad-CAM
+    explains its own network's class; None: so when the sides explain different classes or
+    their networks have different numbers of classes.
+
+    Besides the provenance: ``title``; ``target``, ``"<index> <label>"`` of the shared class,
+    or each side's joined by `` | `` with ``own_classes``; ``classes``, each network's number
+    of classes and where their labels come from; ``explained``, whether one class is explained
+    for both or each its own; ``<network> class``, that class's probability and rank in each
+    network; ``note``, the line saying each explains its own class (``own_classes`` only);
+    ``warning``, only when a network is untrained, naming it. ``batch``: as for
+    ``export.save_png``.
     """
     first = sides[0]
+    own = _own_classes(sides, target_label) if own_classes is None else own_classes
+    targets = [f"{side.cam.target} {side.class_label or target_label}" for side in sides]
     metadata = {
         "software": f"fmviz {__version__}",
         "model": " | ".join(side.label for side in sides),
         "weights": " | ".join(side.result.weights for side in sides),
         "source": first.result.source,
-        "preprocessing": " | ".join(side.result.preprocessing for side in sides),
+        "preprocessing": " | ".join(str(side.result.preprocessing) for side in sides),
+        "classes": " | ".join(
+            f"{side.result.classes} ({side.result.labels_source})" for side in sides
+        ),
         "device": " | ".join(side.result.device for side in sides),
         "stage": first.stage,
         "colormap": first.grid.colormap,
         "normalisation": SCALES[first.grid.scale],
         "channel order": ORDERS.get(first.grid.order, "as listed"),
         "gradcam stage": first.cam.stage,
-        "target": f"{first.cam.target} {target_label}",
+        "target": " | ".join(targets) if own else targets[0],
+        "explained": (
+            "each network its own class (different class lists)"
+            if own
+            else "one class for both networks"
+        ),
         "method": GRADCAM_METHOD,
     }
-    metadata["title"] = comparison_title(sides, target_label)
+    metadata["title"] = comparison_title(sides, target_label, own_classes=own)
+    if own:
+        metadata["note"] = own_classes_note(sides, target_label)
     for side in sides:
-        metadata[f"{side.label} class"] = _standing(side, target_label)
+        metadata[f"{side.label} class"] = _standing(side, side.class_label or target_label)
         order = side.grid.layout.order  # which channel each tile shows, when not in index order
         if order != tuple(range(len(order))):
             metadata[f"{side.label} channels"] = " ".join(map(str, order))
@@ -209,8 +336,15 @@ def save_comparison(
     ]
     if untrained:
         metadata["warning"] = "; ".join(untrained)
-    picture = render_comparison(sides, target_label, options)
+    picture = render_comparison(sides, target_label, options, own_classes=own)
     return save_png(path, picture, metadata, batch=batch)
+
+
+def _own_classes(sides: Sequence[ComparedSide], target_label: str) -> bool:
+    """Whether ``sides`` explain each its own class: different classes or labels, or
+    networks with different numbers of classes."""
+    explained = {(side.cam.target, side.class_label or target_label) for side in sides}
+    return len(explained) > 1 or len({side.result.logits.numel() for side in sides}) > 1
 
 
 def save_comparison_timings(
@@ -219,16 +353,23 @@ def save_comparison_timings(
     rows: Sequence[Sequence[StageRow]],
     *,
     batch: WriteBatch | None = None,
+    names: Sequence[str] | None = None,
 ) -> Path:
     """Write C1–C5 and the head of each network (``rows`` of each of ``results``) as CSV:
     output shape, milliseconds and parameters per network, then a ``total`` row.
 
-    ``batch``: as for ``export.save_png``."""
+    Columns are ``<name>_shape``, ``<name>_ms``, ``<name>_parameters``, with each network's
+    name from ``names`` (default: its architecture, ``-1``, ``-2`` added when both are the
+    same). ``batch``: as for ``export.save_png``."""
     text = io.StringIO(newline="")
     writer = csv.writer(text, lineterminator="\n")
     header = ["stage"]
-    for result in results:
-        header += [f"{result.model}_{what}" for what in ("shape", "ms", "parameters")]
+    if names is None:
+        models = [result.model for result in results]
+        unique = len(set(models)) == len(models)
+        names = models if unique else [f"{m}-{n}" for n, m in enumerate(models, 1)]
+    for name in names:
+        header += [f"{name}_{what}" for what in ("shape", "ms", "parameters")]
     writer.writerow(header)
     for index, row in enumerate(rows[0]):
         cells = [row.stage]
@@ -245,41 +386,64 @@ def save_comparison_timings(
     return batch.write(path, data) if batch is not None else write_atomically(path, data)
 
 
-def comparison_title(sides: Sequence[ComparedSide], target_label: str) -> str:
-    """The comparison's headline: image, stage, and the class both Grad-CAMs explain."""
+def comparison_title(
+    sides: Sequence[ComparedSide], target_label: str, *, own_classes: bool = False
+) -> str:
+    """The comparison's headline: image, stage, and the class both Grad-CAMs explain (with
+    ``own_classes``: that each explains its own network's class)."""
     first = sides[0]
     name = Path(first.result.source).name
     cam = first.cam
-    return f"{name} · stage {first.stage} · Grad-CAM of {cam.target} {target_label} at {cam.stage}"
+    if own_classes:
+        return f"{name} · stage {first.stage} · Grad-CAM of each network's class at {cam.stage}"
+    label = first.class_label or target_label
+    return f"{name} · stage {first.stage} · Grad-CAM of {cam.target} {label} at {cam.stage}"
 
 
 def render_comparison(
-    sides: Sequence[ComparedSide], target_label: str, options: ExportOptions = ExportOptions()
+    sides: Sequence[ComparedSide],
+    target_label: str,
+    options: ExportOptions = ExportOptions(),
+    *,
+    own_classes: bool | None = None,
 ) -> Image.Image:
     """The comparison as an RGB picture: per network a red "untrained weights" band when it is
     untrained, its label, the stage grid, the class its Grad-CAM explains with that class's
-    probability and rank in this network, the Grad-CAM and the top-5; then the per-stage table
-    of both."""
+    probability and rank in this network, the Grad-CAM and the top-k; then the per-stage table
+    of both. Below the title, a line: that each Grad-CAM explains its own network's class
+    (``own_classes``; None: as ``save_comparison`` decides), else, when the top-1 classes
+    differ, both of them."""
     first = sides[0]
+    own = _own_classes(sides, target_label) if own_classes is None else own_classes
     width = MARGIN * 2 + COLUMN * len(sides) + GAP * (len(sides) - 1)
     table_top = MARGIN + 96 + 70 + COLUMN + 16 + CAPTION + OVERLAY + 28
     height = table_top + 34 * (len(first.rows) + 2) + MARGIN
     canvas = Image.new("RGB", (width, height), PAPER)
     draw = ImageDraw.Draw(canvas)
-    draw.text((MARGIN, MARGIN), comparison_title(sides, target_label), fill=INK, font=font(30))
-    note = disagreement([side.result for side in sides])
+    title = comparison_title(sides, target_label, own_classes=own)
+    draw.text(
+        (MARGIN, MARGIN), fitted(title, font(30), width - 2 * MARGIN), fill=INK, font=font(30)
+    )
+    if own:
+        note = own_classes_note(sides, target_label)
+    else:
+        note = disagreement([side.result for side in sides], [side.label for side in sides])
     if note:
-        draw.text((MARGIN, MARGIN + 44), note, fill=ALERT, font=font(22))
+        face = font(22)
+        draw.text(
+            (MARGIN, MARGIN + 44), fitted(note, face, width - 2 * MARGIN), fill=ALERT, font=face
+        )
     for index, side in enumerate(sides):
         left = MARGIN + index * (COLUMN + GAP)
         top = MARGIN + 96
-        _draw_side(canvas, draw, side, target_label, left=left, top=top, options=options)
+        label = side.class_label or target_label
+        _draw_side(canvas, draw, side, label, left=left, top=top, options=options)
     _draw_table(draw, sides, table_top)
     return canvas
 
 
 def _standing(side: ComparedSide, target_label: str) -> str:
-    """The shared class in one network: ``"7 cock: 0.12 %, rank 212 of 1000"``."""
+    """The explained class in one network: ``"7 cock: 0.12 %, rank 212 of 1000"``."""
     probability, rank, classes = class_standing(side.result, side.cam.target)
     return f"{side.cam.target} {target_label}: {percent(probability)}, rank {rank} of {classes}"
 
@@ -296,7 +460,7 @@ def _draw_side(
 ) -> None:
     channels, height, width = side.result.stages[side.stage].shape
     if side.result.trained:
-        draw.text((left, top), side.label, fill=INK, font=font(30))
+        draw.text((left, top), fitted(side.label, font(30), COLUMN), fill=INK, font=font(30))
     else:  # the label on a red band that says so
         text = f"{side.label} · untrained weights: random, no learned features"
         draw_banner(draw, (left, top - 2, left + COLUMN - 1, top + LABEL - 2), text, 24)
@@ -328,10 +492,14 @@ def _draw_side(
     )
     picture = Image.fromarray(heat, "RGB").resize((OVERLAY, OVERLAY), Image.Resampling.BILINEAR)
     canvas.paste(picture, (left, below))
-    draw.text((left + OVERLAY + 20, below), "Top-5", fill=INK, font=font(22))
+    heading = f"Top-{len(side.result.topk)}"
+    if side.result.scores == "sigmoid":
+        heading += " (sigmoid of the one output)"
+    draw.text((left + OVERLAY + 20, below), heading, fill=INK, font=font(22))
+    room = COLUMN - OVERLAY - 20
     for rank, (index, label, probability) in enumerate(side.result.topk):
         mark = "> " if index == side.cam.target else "   "
-        line = f"{mark}{probability * 100:5.1f} %  {label} ({index})"
+        line = fitted(f"{mark}{probability * 100:5.1f} %  {label} ({index})", font(20), room)
         colour = INK if index == side.cam.target else MUTED
         draw.text((left + OVERLAY + 20, below + 36 + 30 * rank), line, fill=colour, font=font(20))
 

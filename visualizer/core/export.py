@@ -93,12 +93,16 @@ def export_result(
     *,
     cams: Mapping[str, GradCam] | None = None,
     batch: WriteBatch | None = None,
+    name: str | None = None,
 ) -> list[Path]:
     """Write the grids, the Grad-CAM overlay and the timings of ``result`` into ``folder``;
     with ``options.annotate``, an annotated figure beside each grid and the overlay.
 
     ``cams``: Grad-CAMs of ``options.target`` already computed for the stages the options
-    need (None: computed here). The folder must exist.
+    need (None: computed here). ``name``: the network's name in the file names (default:
+    ``result.model``, as DESIGN §4 names them; a comparison of one architecture twice tells
+    its two networks apart with ``visualizer.networks.network_names``). The folder must exist.
+    Class labels are ``analyzer.categories`` (a labels file's, the checkpoint's, ImageNet's).
 
     All the files or none: each is written under a temporary name and all are renamed into
     place at the end (`WriteBatch`); a failure leaves the folder as it was, old files
@@ -112,7 +116,7 @@ def export_result(
         OSError: a file could not be written (the error names it); nothing of the call is left.
     """
     folder = Path(folder)
-    names = iter(output_names(stem, result.model, options))
+    names = iter(output_names(stem, name or result.model, options))
     if cams is None:
         wanted = {options.cam_stage} if options.cam_stage else set()
         if options.order == "gradcam":
@@ -234,7 +238,9 @@ def save_overlay_figure(
 def overlay_metadata(
     result: AnalysisResult, cam: GradCam, label: str, options: ExportOptions
 ) -> dict[str, str]:
-    """PNG text chunks of a Grad-CAM overlay."""
+    """PNG text chunks of a Grad-CAM overlay: ``result_metadata``'s, the stage, the method,
+    ``target`` (``"<index> <label>"``, the label as the network's labels name it), the
+    colormap, the opacity and the normalisation."""
     return {
         **result_metadata(result),
         "stage": cam.stage,
@@ -247,15 +253,35 @@ def overlay_metadata(
 
 
 def result_metadata(result: AnalysisResult) -> dict[str, str]:
-    """Where a picture comes from: program, model, weights, image, preprocessing, device."""
+    """Where a picture comes from: program, model, weights, image, preprocessing, device, and
+    the network's classes.
+
+    ``preprocessing`` is what made the input (the network's own mean, std and sizes where it
+    has them); ``input`` its ``channels×height×width``; ``classes`` the number of classes;
+    ``labels`` where their names come from (``result.labels_source``); ``scores`` how a logit
+    becomes a probability (``softmax`` over the classes, or the ``sigmoid`` of a one-output
+    head).
+    """
+    channels, height, width = result.input.shape[-3:]
     return {
         "software": f"fmviz {__version__}",
         "model": result.model,
         "weights": result.weights,
         "source": result.source,
-        "preprocessing": result.preprocessing,
+        "preprocessing": str(result.preprocessing),
+        "input": f"{channels}×{height}×{width}",
+        "classes": str(result.classes),
+        "labels": result.labels_source,
+        "scores": score_words(result),
         "device": result.device,
     }
+
+
+def score_words(result: AnalysisResult) -> str:
+    """How ``result``'s probabilities are made from its logits, in words."""
+    if result.scores == "sigmoid":
+        return "sigmoid of the one output (a binary classifier's probability)"
+    return f"softmax over the {result.classes} classes"
 
 
 def grid_metadata(result: AnalysisResult, stage: str, grid: Grid) -> dict[str, str]:

@@ -117,9 +117,12 @@ def figure_info(figure: Image.Image) -> FigureInfo:
 
 
 def class_standing(result: AnalysisResult, index: int) -> tuple[float, int, int]:
-    """Class ``index``'s probability (the softmax of ``result.logits``), its rank (1 for the
-    top-1) and the number of classes."""
+    """Class ``index``'s probability (the softmax of ``result.logits``; for a one-output head,
+    ``result.scores == "sigmoid"``, the sigmoid of that output), its rank (1 for the top-1)
+    and the number of classes."""
     logits = result.logits.detach().double().cpu()  # a tiny probability stays above 0
+    if result.scores == "sigmoid":
+        return float(torch.sigmoid(logits[index])), 1, logits.numel()
     probability = float(torch.softmax(logits, dim=0)[index])
     rank = 1 + int((logits > logits[index]).sum())
     return probability, rank, logits.numel()
@@ -130,6 +133,15 @@ def percent(probability: float) -> str:
     ``"3.1e-12 %"``)."""
     value = probability * 100
     return f"{value:.1f} %" if value >= 0.1 else f"{value:.2g} %"
+
+
+def standing_words(result: AnalysisResult, index: int) -> str:
+    """Class ``index``'s probability and rank in words: ``"probability 83.1 %, rank 1 of
+    1000"``; for a one-output head ``"probability 83.1 % (sigmoid of the one output)"``."""
+    probability, rank, classes = class_standing(result, index)
+    if result.scores == "sigmoid":
+        return f"probability {percent(probability)} (sigmoid of the one output)"
+    return f"probability {percent(probability)}, rank {rank} of {classes}"
 
 
 def untrained_warning(result: AnalysisResult) -> str | None:
@@ -248,11 +260,8 @@ def overlay_figure(
     zoom = max(1, OVERLAY_SIDE // max(result.view.size))
     heat = _enlarged(overlay(result.view, cam.map, opacity=opacity, colormap=colormap), zoom)
     view = _enlarged(np.asarray(result.view.convert("RGB")), zoom)
-    probability, rank, classes = class_standing(result, cam.target)
     title = f"{Path(result.source).name} · {_model_label(result)} · Grad-CAM at {cam.stage}"
-    lines = [
-        f"Class {cam.target} {label}: probability {percent(probability)}, rank {rank} of {classes}"
-    ]
+    lines = [f"Class {cam.target} {label}: {standing_words(result, cam.target)}"]
     top1, label1, p1 = result.topk[0]
     if top1 != cam.target:
         lines.append(f"(not the top-1 class, which is {top1} {label1} at {percent(p1)})")
@@ -261,7 +270,7 @@ def overlay_figure(
         f"Left, the {width}×{height} input as the network saw it; right, the heat map over it "
         f"at {round(opacity * 100)} % opacity"
         + (f"; both shown {zoom}× (nearest-neighbour)" if zoom > 1 else "")
-        + f" · weights: {result.weights}"
+        + f" · weights: {result.weights} · {_labels_words(result)}"
     )
     bar_text = f"Grad-CAM, relative attribution (min–max scaled to 0–1), colormap {colormap}"
     warning = untrained_warning(result)
@@ -364,7 +373,8 @@ def _grid_words(
             f"by Grad-CAM channel weight for class {order_class[0]} {order_class[1]}, highest first"
         )
     lines = (
-        f"Top-1: {top1} {label1} ({percent(p1)}) · weights: {result.weights}",
+        f"Top-1: {top1} {label1} ({percent(p1)}) · weights: {result.weights} · "
+        + _labels_words(result),
         f"{len(layout.order)}{of} channels, {order}, row by row; each tile {height}×{width}"
         + (f", shown {zoom}× (nearest-neighbour)" if zoom > 1 else ""),
         _NUMBERING[numbering],
@@ -535,6 +545,12 @@ def _number_font(tile_width: int, largest: int) -> Font | None:
 def _band_height(face: Font) -> int:
     ascent, descent = face.getmetrics() if hasattr(face, "getmetrics") else (face.size, 0)
     return ascent + descent + 2 * _BAND_PAD
+
+
+def _labels_words(result: AnalysisResult) -> str:
+    """``"1000 classes, labels: ImageNet (torchvision)"``: how many classes, and whose names."""
+    classes = "1 class (sigmoid)" if result.scores == "sigmoid" else f"{result.classes} classes"
+    return f"{classes}, labels: {result.labels_source}"
 
 
 def _model_label(result: AnalysisResult) -> str:

@@ -199,10 +199,10 @@ def _values(
     if not all(math.isfinite(value) for value in numbers):
         raise PreprocessingError(f"{name} {_numbers(numbers)}: not finite")
     if len(numbers) != channels:
-        plural = "channel (grey-scale)" if channels == 1 else "channels (RGB)"
+        given = f"{len(numbers)} value" + ("" if len(numbers) == 1 else "s")
+        takes = "1 input channel (grey-scale)" if channels == 1 else f"{channels} input channels"
         raise PreprocessingError(
-            f"{name} {_numbers(numbers)} has {len(numbers)} values, but the network takes "
-            f"{channels} input {plural}"
+            f"{name} {_numbers(numbers)} has {given}, but the network takes {takes}"
         )
     return numbers
 
