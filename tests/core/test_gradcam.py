@@ -126,7 +126,11 @@ def test_grad_cam_needs_no_module_backward_hook(
     ("kwargs", "error", "message"),
     [
         ({"stage": "C6"}, ValueError, "unknown stage 'C6': choose one of C1, C2, C3, C4, C5"),
-        ({"target": 1000}, ValueError, "target 1000 is not a class index: 0 to 999"),
+        (
+            {"target": 1000},
+            ValueError,
+            r"target 1000 is not a class index: the network has 1000 classes \(0 to 999\)",
+        ),
         ({"target": -1}, ValueError, "target -1 is not a class index"),
         ({"target": "3"}, TypeError, "target must be a class index, not str"),
         ({"target": True}, TypeError, "target must be a class index, not bool"),

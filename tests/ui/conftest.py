@@ -216,10 +216,10 @@ def open_window(
     original = jobs._new_analyzer
     fresh_models: set[str] = set()
 
-    def new_analyzer(model: str, weights: str, device: str):
-        if weights == "random" and device == "cpu" and model not in fresh_models:
+    def new_analyzer(model: str, weights: str, device: str, **options: Any):
+        if weights == "random" and device == "cpu" and model not in fresh_models and not options:
             return analyzer_of(model)
-        return original(model, weights, device)
+        return original(model, weights, device, **options)
 
     monkeypatch.setattr(jobs, "_new_analyzer", new_analyzer)
 

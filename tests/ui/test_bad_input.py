@@ -140,14 +140,23 @@ def test_a_drop_of_shell_like_names_runs_nothing(
 
 
 def choose_in_file_dialog(monkeypatch: pytest.MonkeyPatch, path: Path) -> list[str]:
-    """File → Load weights… will be answered with ``path``; returns the dialogs' titles."""
+    """File → Load weights… (the Network dialog, its weights' Browse… button) will be
+    answered with ``path``; returns the file dialogs' titles."""
+    from visualizer.ui.network_dialog import NetworkDialog
+
     titles: list[str] = []
 
     def answer(_parent: object, title: str, *_args: object, **_kwargs: object):
         titles.append(title)
         return str(path), "Checkpoints (*.pth *.pt *.safetensors)"
 
+    def browse_and_accept(dialog: NetworkDialog) -> int:
+        dialog.browse_weights.click()
+        dialog.accept()
+        return dialog.result()
+
     monkeypatch.setattr(QFileDialog, "getOpenFileName", answer)
+    monkeypatch.setattr(NetworkDialog, "exec", browse_and_accept)
     return titles
 
 
@@ -201,10 +210,10 @@ def test_fmviz_weights_with_a_malicious_checkpoint(
     monkeypatch.setattr(torch.hub, "download_url_to_file", _offline)
     original = jobs._new_analyzer
 
-    def new_analyzer(model: str, weights: str, device: str):
-        if weights == "random":
+    def new_analyzer(model: str, weights: str, device: str, **options: object):
+        if weights == "random" and not options:
             return analyzer_of(model)
-        return original(model, weights, device)
+        return original(model, weights, device, **options)
 
     monkeypatch.setattr(jobs, "_new_analyzer", new_analyzer)
     settings = QSettings(settings_path, QSettings.Format.IniFormat)

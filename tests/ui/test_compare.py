@@ -692,10 +692,10 @@ def test_a_failure_on_one_side_leaves_the_other_shown(
 
     original = jobs.Session.view
 
-    def failing(self, spec, picture, options, lead=None):
+    def failing(self, spec, picture, options, lead=None, **sides):
         if spec.model == "vgg16":
             raise ValueError("boom")
-        return original(self, spec, picture, options, lead)
+        return original(self, spec, picture, options, lead, **sides)
 
     monkeypatch.setattr(jobs.Session, "view", failing)
     window = open_window([CHELSEA], compare=True, wait=False)

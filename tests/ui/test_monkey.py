@@ -348,7 +348,8 @@ def check_window(window: Any, reference: Any, where: Callable[[], str]) -> None:
         assert data is not None, where()
         model = spec[0]
         assert data.picture == window.current, f"{model}: {where()}"
-        assert dataclasses.astuple(data.model.spec) == spec, where()
+        shown_spec = data.model.spec
+        assert (shown_spec.model, shown_spec.weights, shown_spec.device) == spec, where()
         assert dataclasses.replace(data.options, opacity=options.opacity) == options, where()
         assert data.target == target, f"{model}: {where()}"
         expected = reference.result(picture.source, model)

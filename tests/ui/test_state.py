@@ -67,14 +67,31 @@ def test_another_network_drops_a_weights_file_but_keeps_named_weights() -> None:
 
 
 def test_compare_mode_pairs_both_networks_and_leads_with_the_one_chosen() -> None:
+    # By default the other architecture, with ImageNet weights; the checkpoint stays.
     state = WindowState(ModelSpec("resnet101", "/checkpoints/mine.pth", "cuda"))
     assert state.compare_specs() == (
         ModelSpec("vgg16", "imagenet", "cuda"),
-        ModelSpec("resnet101", "imagenet", "cuda"),
+        ModelSpec("resnet101", "/checkpoints/mine.pth", "cuda"),
     )
-    assert state.lead() == ModelSpec("resnet101", "imagenet", "cuda")
+    assert state.lead() == ModelSpec("resnet101", "/checkpoints/mine.pth", "cuda")
+    assert state.side_labels() == ("VGG16", "ResNet101 · mine.pth")
     state.spec = ModelSpec("vgg16", "random", "cpu")
+    assert state.compare_specs()[1] == ModelSpec("resnet101", "random", "cpu")
     assert state.lead() == ModelSpec("vgg16", "random", "cpu")
+
+
+def test_compare_mode_pairs_any_two_networks_told_apart() -> None:
+    """The network chosen on the left, the other one on the right, named so as to tell them
+    apart even when both are ResNet101s."""
+    fine_tuned = ModelSpec("resnet101", "/checkpoints/ft5.pth", "cpu", labels="/c/labels.txt")
+    state = WindowState(fine_tuned, other=ModelSpec("resnet101", "imagenet", "cpu"))
+    assert state.compare_specs() == (fine_tuned, ModelSpec("resnet101", "imagenet", "cpu"))
+    assert state.lead() == fine_tuned
+    assert state.side_labels() == ("ResNet101 · ft5.pth", "ResNet101")
+    state.spec = ModelSpec("resnet101", "random", "cpu")
+    assert state.side_labels() == ("ResNet101 · random", "ResNet101 · ImageNet")
+    state.other = ModelSpec("resnet101", "random", "cpu")
+    assert state.side_labels() == ("ResNet101 · random (1)", "ResNet101 · random (2)")
 
 
 def test_a_network_that_fails_falls_back_to_the_last_that_worked() -> None:

@@ -13,6 +13,7 @@ from PySide6.QtCore import QBuffer, QIODevice, QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 from visualizer.choices import DEVICES, MODELS
+from visualizer.networks import NetworkSpec, parse_size, parse_values
 from visualizer.ui.jobs import ModelSpec
 from visualizer.ui.main_window import MainWindow
 from visualizer.ui.worker import Reply
@@ -35,6 +36,10 @@ def open_settings() -> QSettings:
     return QSettings("fmviz", "fmviz")
 
 
+Values = tuple[float, ...] | str | None
+Size = int | str | None
+
+
 def create_window(
     paths: Sequence[str],
     *,
@@ -43,24 +48,45 @@ def create_window(
     device: str | None = None,
     settings: QSettings | None = None,
     compare: bool | None = None,
+    labels: str | None = None,
+    mean: Values = None,
+    std: Values = None,
+    resize: Size = None,
+    crop: Size = None,
+    other: NetworkSpec | None = None,
+    remembered: bool = True,
 ) -> MainWindow:
     """The main window, shown, with the network loading and ``paths`` (or the samples) read.
 
-    ``compare``: open in compare mode; None: as the window was last closed, unless a network
-    or a weights file is named (compare mode shows both networks, with named weights).
+    ``labels``, ``mean``, ``std``, ``resize``, ``crop``: as ``NetworkSpec``'s (None: the
+    checkpoint's, else the defaults; text is parsed as ``--mean`` is). ``other``: the network
+    compare mode shows beside it (None: the one remembered, unless not ``remembered``, else the
+    other architecture).
+    ``compare``: open in compare mode; None: when ``other`` is given, else as the window was
+    last closed unless a network or a custom one is named.
+
+    Raises:
+        ValueError: ``mean``, ``std``, ``resize`` or ``crop`` given as text that does not parse.
     """
     settings = settings if settings is not None else open_settings()
     saved_model = settings.value("model")
     saved_device = settings.value("device")
-    spec = ModelSpec(
+    network = NetworkSpec(
         model=model or (saved_model if saved_model in MODELS else "resnet101"),
         weights=weights,
-        device=device or (saved_device if saved_device in DEVICES else "auto"),
+        labels=labels or None,
+        mean=parse_values(mean) if isinstance(mean, str) else mean,
+        std=parse_values(std) if isinstance(std, str) else std,
+        resize=parse_size(resize) if isinstance(resize, str) else resize,
+        crop=parse_size(crop) if isinstance(crop, str) else crop,
     )
+    spec = ModelSpec.of(network, device or (saved_device if saved_device in DEVICES else "auto"))
     if compare is None:
-        named = weights in ("imagenet", "random")
-        compare = settings.value("compare") in (True, "true") and model is None and named
-    window = MainWindow(spec, settings, compare=compare)
+        compare = other is not None or (
+            settings.value("compare") in (True, "true") and model is None and not network.custom
+        )
+    compared = ModelSpec.of(other, spec.device) if other is not None else None
+    window = MainWindow(spec, settings, compare=compare, other=compared, remembered=remembered)
     window.show()
     chosen = list(paths) or sample_images()
     QTimer.singleShot(0, lambda: window.start(chosen))
@@ -75,8 +101,18 @@ def run(
     device: str | None = None,
     screenshot: str | None = None,
     compare: bool | None = None,
+    labels: str | None = None,
+    mean: Values = None,
+    std: Values = None,
+    resize: Size = None,
+    crop: Size = None,
+    other: NetworkSpec | None = None,
 ) -> int:
     """Open the window and run until it closes; returns the exit status.
+
+    ``labels``, ``mean``, ``std``, ``resize``, ``crop`` describe the network (see
+    ``create_window``); ``other``: the network compared with it (compare mode, unless
+    ``compare`` is False).
 
     Qt aborts the process where its platform plugin cannot start: the caller checks first,
     before Qt loads (``platform_check.prepare``, as ``fmviz`` does).
@@ -89,9 +125,22 @@ def run(
         # A screenshot shows what the command line says, not the last session: its mode, and
         # its device (a device saved from another session may be missing here, and the run
         # would fail on what it was not asked for).
-        compare = False if compare is None else compare
+        compare = (other is not None) if compare is None else compare
         device = device or "auto"
-    window = create_window(paths, model=model, weights=weights, device=device, compare=compare)
+    window = create_window(
+        paths,
+        model=model,
+        weights=weights,
+        device=device,
+        compare=compare,
+        labels=labels,
+        mean=mean,
+        std=std,
+        resize=resize,
+        crop=crop,
+        other=other,
+        remembered=not screenshot,
+    )
     previous_hook = sys.excepthook
     sys.excepthook = _reporting_to(window)
     # Kept in a name: Qt would drop the connections of a collected object.
@@ -159,7 +208,9 @@ class ScreenshotOnFirstView:
         if self.shown or self.finished:
             return
         failed = reply.error is not None and reply.kind.startswith(("model", "view"))
-        if failed and reply.context == self.asked:
+        # A compared side's context is (side, network).
+        asked = reply.context[1] if reply.kind.startswith("view:") else reply.context
+        if failed and asked == self.asked:
             # Checked before whether it is current: the window has already asked for the
             # network it falls back to, and would show that one instead.
             self._fail()

@@ -24,6 +24,68 @@ from visualizer.ui.jobs import STAGES, ViewData
 METHOD = "Captum LayerGradCam, ReLU, bilinear upsampling, min–max"
 
 
+class ClassPicker(QWidget):
+    """The class a Grad-CAM explains: a searchable list of the network's classes (by index
+    and label) and a Top-1 button."""
+
+    target_chosen = Signal(object)  # a class index, or None for the top-1 class
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._categories: tuple[str, ...] = ()
+        self.classes = QComboBox()
+        self.classes.setEditable(True)
+        self.classes.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.classes.lineEdit().setPlaceholderText("Search the classes…")
+        self.classes.setToolTip("Explain any class of the network: type part of its name")
+        self.classes.setMinimumContentsLength(18)
+        self.classes.activated.connect(self._class_picked)
+        self.top1 = QPushButton("Top-1")
+        self.top1.setToolTip("Explain the class the network ranks first")
+        self.top1.clicked.connect(lambda: self.target_chosen.emit(None))
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.classes, 1)
+        row.addWidget(self.top1)
+
+    def show_target(self, categories: tuple[str, ...], target: int | None) -> None:
+        """List ``categories`` and show ``target`` (None: nothing chosen, the top-1 shown),
+        without reporting it as a choice."""
+        self._set_categories(categories)
+        wanted = target if target is not None and target < len(categories) else -1
+        if self.classes.currentIndex() != wanted and not self.classes.lineEdit().hasFocus():
+            with QSignalBlocker(self.classes):
+                self.classes.setCurrentIndex(wanted)
+
+    def _set_categories(self, categories: tuple[str, ...]) -> None:
+        if categories == self._categories:
+            return
+        self._categories = categories
+        self.classes.blockSignals(True)
+        self.classes.clear()
+        self.classes.addItems([f"{index} {name}" for index, name in enumerate(categories)])
+        self.classes.setCurrentIndex(-1)
+        self.classes.blockSignals(False)
+        count = len(categories)
+        self.classes.lineEdit().setPlaceholderText(
+            f"Search the {count} classes…" if count != 1 else "One class only"
+        )
+        completer = QCompleter(self.classes.model(), self.classes)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.activated.connect(self._completion_picked)
+        self.classes.setCompleter(completer)
+
+    def _class_picked(self, row: int) -> None:
+        if 0 <= row < len(self._categories):
+            self.target_chosen.emit(row)
+
+    def _completion_picked(self, text: str) -> None:
+        head = text.split(" ", 1)[0]
+        if head.isdigit() and int(head) < len(self._categories):
+            self.target_chosen.emit(int(head))
+
+
 class CamControls(QWidget):
     """What the Grad-CAM explains and how it looks: class, stage, opacity, colormap."""
 
@@ -34,17 +96,10 @@ class CamControls(QWidget):
 
     def __init__(self, parent: QWidget | None = None, *, in_a_row: bool = False) -> None:
         super().__init__(parent)
-        self._categories: tuple[str, ...] = ()
-        self.classes = QComboBox()
-        self.classes.setEditable(True)
-        self.classes.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.classes.lineEdit().setPlaceholderText("Search the 1000 classes…")
-        self.classes.setToolTip("Explain any ImageNet class: type part of its name")
-        self.classes.setMinimumContentsLength(18)
-        self.classes.activated.connect(self._class_picked)
-        self.top1 = QPushButton("Top-1")
-        self.top1.setToolTip("Explain the class the network ranks first")
-        self.top1.clicked.connect(lambda: self.target_chosen.emit(None))
+        self.picker = ClassPicker()
+        self.picker.target_chosen.connect(self.target_chosen)
+        self.classes, self.top1 = self.picker.classes, self.picker.top1
+        self.class_label = QLabel("Grad-CAM class")
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(50)
@@ -62,58 +117,32 @@ class CamControls(QWidget):
             self.opacity.setMaximumWidth(140)
             row = QHBoxLayout(self)
             row.setContentsMargins(4, 2, 4, 2)
+            row.addWidget(self.class_label)
+            row.addWidget(self.picker, 1)
             for text, widget in (
-                ("Grad-CAM class", self.classes), (None, self.top1), ("Stage", self.stage),
-                ("Opacity", self.opacity), ("Colormap", self.colormap),
+                ("Stage", self.stage), ("Opacity", self.opacity), ("Colormap", self.colormap),
             ):  # fmt: skip
-                if text:
-                    row.addWidget(QLabel(text))
-                row.addWidget(widget, 1 if widget is self.classes else 0)
+                row.addWidget(QLabel(text))
+                row.addWidget(widget)
             return
-        pick = QHBoxLayout()
-        pick.addWidget(self.classes, 1)
-        pick.addWidget(self.top1)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
-        form.addRow("Class", pick)
+        form.addRow("Class", self.picker)
         form.addRow("Stage", self.stage)
         form.addRow("Opacity", self.opacity)
         form.addRow("Colormap", self.colormap)
 
     def show_data(self, data: ViewData) -> None:
         """Show the class, stage and colormap of ``data`` without reporting them as changes."""
-        self._set_categories(data.model.categories)
-        wanted = data.target if data.options.target is not None else -1
-        if self.classes.currentIndex() != wanted and not self.classes.lineEdit().hasFocus():
-            with QSignalBlocker(self.classes):
-                self.classes.setCurrentIndex(wanted)
+        self.picker.show_target(data.model.categories, data.options.target)
         with QSignalBlocker(self.colormap), QSignalBlocker(self.stage):
             self.colormap.setCurrentText(data.options.cam_colormap)
             self.stage.setCurrentText(data.options.cam_stage)
 
-    def _set_categories(self, categories: tuple[str, ...]) -> None:
-        if categories == self._categories:
-            return
-        self._categories = categories
-        self.classes.blockSignals(True)
-        self.classes.clear()
-        self.classes.addItems([f"{index} {name}" for index, name in enumerate(categories)])
-        self.classes.setCurrentIndex(-1)
-        self.classes.blockSignals(False)
-        completer = QCompleter(self.classes.model(), self.classes)
-        completer.setFilterMode(Qt.MatchFlag.MatchContains)
-        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        completer.activated.connect(self._completion_picked)
-        self.classes.setCompleter(completer)
-
-    def _class_picked(self, row: int) -> None:
-        if 0 <= row < len(self._categories):
-            self.target_chosen.emit(row)
-
-    def _completion_picked(self, text: str) -> None:
-        head = text.split(" ", 1)[0]
-        if head.isdigit() and int(head) < len(self._categories):
-            self.target_chosen.emit(int(head))
+    def show_class_picker(self, shown: bool) -> None:
+        """Show the class picker (False: each side of a comparison has its own)."""
+        self.class_label.setVisible(shown)
+        self.picker.setVisible(shown)
 
 
 class CamView(QWidget):
@@ -149,11 +178,14 @@ class CamView(QWidget):
         self.heat.setOpacity(self._opacity)
         self.box.autoRange(padding=0.0)
         empty = "" if data.cam.max() > 0 else " · <i>empty: no positive evidence here</i>"
-        rank = "top-1" if data.target_rank == 1 else f"rank {data.target_rank}"
+        if data.scores == "sigmoid":
+            score = f"sigmoid {data.target_probability * 100:.1f} %"
+        else:
+            rank = "top-1" if data.target_rank == 1 else f"rank {data.target_rank}"
+            score = f"{data.target_probability * 100:.1f} %, {rank}"
         self.title.setText(
             f"Grad-CAM of <b>{data.target} {escaped(data.target_label)}</b> "
-            f"({data.target_probability * 100:.1f} %, {rank}) at {data.options.cam_stage}"
-            f"{empty}{self._method}"
+            f"({score}) at {data.options.cam_stage}{empty}{self._method}"
         )
         self.title.setToolTip(METHOD)
 
@@ -168,7 +200,8 @@ class CamView(QWidget):
 
 
 class Predictions(QListWidget):
-    """The top-5 classes with their probabilities; a click asks for that class's Grad-CAM."""
+    """The top-5 classes (all of a network with fewer) with their probabilities, or the
+    sigmoid probability of a one-output network; a click asks for that class's Grad-CAM."""
 
     target_chosen = Signal(object)
 
@@ -184,7 +217,7 @@ class Predictions(QListWidget):
         )
 
     def show_data(self, data: ViewData) -> None:
-        """List ``data``'s top-5, the class explained in bold."""
+        """List ``data``'s top-k, the class explained in bold."""
         self.clear()
         for index, label, probability in data.topk:
             item = QListWidgetItem(f"{probability * 100:5.1f} %   {label}  ({index})")
@@ -225,9 +258,9 @@ class CamPanel(QWidget):
         layout.setContentsMargins(4, 0, 4, 0)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.controls)
-        heading = QLabel("Top-5 predictions")
-        heading.setObjectName("panelTitle")
-        layout.addWidget(heading)
+        self.heading = QLabel("Top-5 predictions")
+        self.heading.setObjectName("panelTitle")
+        layout.addWidget(self.heading)
         layout.addWidget(self.predictions)
 
     def show_data(self, data: ViewData) -> None:
@@ -235,6 +268,7 @@ class CamPanel(QWidget):
         self.controls.show_data(data)
         self.view.show_data(data)
         self.predictions.show_data(data)
+        self.heading.setText(predictions_heading(data))
 
     def _opacity_moved(self, opacity: float) -> None:
         self.view.set_opacity(opacity)
@@ -243,3 +277,14 @@ class CamPanel(QWidget):
 
 def escaped(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def predictions_heading(data: ViewData) -> str:
+    """``"Top-5 predictions"``, ``"Top-2 of 2 classes"``, or for one output
+    ``"Sigmoid probability (one output)"``."""
+    if data.scores == "sigmoid":
+        return "Sigmoid probability (one output)"
+    classes = data.model.num_classes
+    if len(data.topk) == classes <= 5:
+        return f"Top-{classes} of {classes} classes"
+    return f"Top-{len(data.topk)} predictions"

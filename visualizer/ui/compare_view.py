@@ -1,8 +1,11 @@
-"""Compare mode: VGG16 and ResNet101 side by side on one image, linked.
+"""Compare mode: two networks side by side on one image, linked — the two architectures, or
+one architecture with two sets of weights (ImageNet against fine-tuned).
 
-Both panes show the same stage, order, colormap and scale, and Grad-CAMs of the same class
-(the window sends both the same options); the grids' zoom and pan can be linked too. Below
-them the comparison strip puts the stages of both networks side by side.
+Both panes show the same stage, order, colormap and scale (the window sends both the same
+options), and Grad-CAMs of the same class when both networks have the same classes; when
+their classes differ, each explains its own (its top-1, or the one picked in its pane), and
+the note says so. The grids' zoom and pan can be linked too. Below them the comparison strip
+puts the stages of both networks side by side.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.choices import MODEL_LABELS
-from visualizer.ui.cam_panel import CamControls, CamView, Predictions, escaped
+from visualizer.choices import MODEL_LABELS, MODELS
+from visualizer.ui.cam_panel import CamControls, CamView, ClassPicker, Predictions, escaped
 from visualizer.ui.comparison_strip import ComparisonStrip
 from visualizer.ui.grid_view import HOVER_HINT, GridView
 from visualizer.ui.jobs import ViewData
-from visualizer.ui.state import COMPARED
+
+DEFAULT_LABELS = tuple(MODEL_LABELS[model] for model in MODELS)
 
 
 class ComparePane(QWidget):
@@ -37,12 +41,16 @@ class ComparePane(QWidget):
         self.title.setObjectName("panelTitle")
         self.grid = GridView(hint=HOVER_HINT)  # a click opens nothing here
         self.cam = CamView(minimum=180, method_line=False)
+        self.picker = ClassPicker()  # shown when the two networks' classes differ
+        self.picker.setToolTip("The class this network's Grad-CAM explains")
+        self.picker.hide()
         self.predictions = Predictions()
         self.predictions.setMinimumWidth(180)
         beside = QWidget()  # the Grad-CAM over the top-5, to the right of the grid
         column = QVBoxLayout(beside)
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(self.cam, 1)
+        column.addWidget(self.picker)
         column.addWidget(self.predictions)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.grid)
@@ -54,12 +62,18 @@ class ComparePane(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(split, 1)
 
+    def set_label(self, label: str) -> None:
+        """Name the pane's network ``label`` (the title follows with the next data)."""
+        if label != self.label:
+            self.label = label
+            self.title.setText(f"<b>{escaped(label)}</b>")
+
     def show_data(self, data: ViewData) -> None:
         self.data, self.failed = data, False
         channels, height, width = data.activation.shape
         shown = len(data.grid.layout.order)
         self.title.setText(
-            f"<b>{self.label}</b> · {data.options.stage}: "
+            f"<b>{escaped(self.label)}</b> · {data.options.stage}: "
             f"{shown if shown < channels else 'all'} of {channels} channels, "
             f"{height}×{width} each · top-1 {escaped(data.topk[0][1])} "
             f"({data.topk[0][2] * 100:.1f} %)"
@@ -71,7 +85,7 @@ class ComparePane(QWidget):
     def waiting(self, text: str, *, failed: bool = False) -> None:
         """Show nothing but what the pane waits for (its analysis), or why it failed."""
         self.data, self.failed = None, failed
-        self.title.setText(f"<b>{self.label}</b> · {escaped(text)}")
+        self.title.setText(f"<b>{escaped(self.label)}</b> · {escaped(text)}")
         self.grid.clear()
         self.cam.clear()
         self.predictions.clear()
@@ -85,14 +99,15 @@ class ComparePane(QWidget):
 class CompareView(QWidget):
     """Both panes, the shared Grad-CAM controls, the note when they disagree, the strip."""
 
-    target_chosen = Signal(object)
+    target_chosen = Signal(object)  # for both sides: they share their classes
+    side_target_chosen = Signal(int, object)  # (side, class or None): their classes differ
     colormap_chosen = Signal(str)
     stage_chosen = Signal(str)
     opacity_changed = Signal(float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        labels = tuple(MODEL_LABELS[model] for model in COMPARED)
+        labels = DEFAULT_LABELS
         self.controls = CamControls(in_a_row=True)
         self.link = QCheckBox("Link zoom")
         self.link.setChecked(True)
@@ -105,7 +120,8 @@ class CompareView(QWidget):
         self.strip = ComparisonStrip(labels)
         self._syncing = False
         for index, pane in enumerate(self.panes):
-            pane.predictions.target_chosen.connect(self.target_chosen)
+            pane.predictions.target_chosen.connect(lambda t, i=index: self._class_chosen(i, t))
+            pane.picker.target_chosen.connect(lambda t, i=index: self.side_target_chosen.emit(i, t))
             pane.grid.box.sigRangeChanged.connect(lambda *_, i=index: self._zoomed(i))
         self.controls.target_chosen.connect(self.target_chosen)
         self.controls.colormap_chosen.connect(self.colormap_chosen)
@@ -138,11 +154,31 @@ class CompareView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.body)
 
+    def set_labels(self, labels: tuple[str, str]) -> None:
+        """Name the networks compared, left and right."""
+        for pane, label in zip(self.panes, labels, strict=True):
+            pane.set_label(label)
+        self.strip.set_labels(labels)
+
+    def shared_classes(self) -> bool:
+        """False when both sides are shown and their networks' classes differ: each side
+        then explains its own class."""
+        shown = [pane.data for pane in self.panes]
+        if any(data is None for data in shown):
+            return all(data is None or data.shared for data in shown)
+        return shown[0].model.categories == shown[1].model.categories
+
     def show_side(self, side: int, data: ViewData) -> None:
-        """Show network ``side`` (0: VGG16, 1: ResNet101)."""
+        """Show network ``side`` (0: left, 1: right)."""
         self.panes[side].show_data(data)
         self.controls.show_data(data)
         self.strip.show_side(side, data)
+        shared = self.shared_classes()
+        self.controls.show_class_picker(shared)
+        for pane in self.panes:
+            pane.picker.setVisible(not shared)
+            if pane.data is not None:
+                pane.picker.show_target(pane.data.model.categories, pane.data.target)
         self._update_note()
 
     def waiting(self, side: int, text: str, *, failed: bool = False) -> None:
@@ -174,9 +210,24 @@ class CompareView(QWidget):
             self.note.setText("")
             self.note.setVisible(False)
             return
-        if shown[0].target != shown[1].target or shown[0].options != shown[1].options:
+        shared = self.shared_classes()
+        if shown[0].options != shown[1].options or (shared and shown[0].target != shown[1].target):
             self.note.setText("Updating: one network's view is still on its way…")
             self.note.setProperty("differ", False)
+            self.note.style().polish(self.note)
+            self.note.setVisible(True)
+            return
+        if not shared:
+            each = "; ".join(
+                f"{escaped(pane.label)} ({_classes(data.model.num_classes)}): "
+                f"<b>{data.target} {escaped(data.target_label)}</b>"
+                for pane, data in zip(self.panes, shown, strict=True)
+            )
+            self.note.setText(
+                f"<b>The networks have different classes</b>: each Grad-CAM explains its own "
+                f"class ({each}); pick a class in each pane to change it."
+            )
+            self.note.setProperty("differ", True)
             self.note.style().polish(self.note)
             self.note.setVisible(True)
             return
@@ -186,7 +237,7 @@ class CompareView(QWidget):
             text = f"Both networks rank <b>{escaped(tops[0][1])}</b> first. "
         else:
             each = "; ".join(
-                f"{pane.label}: {index} {escaped(label)} ({p * 100:.1f} %)"
+                f"{escaped(pane.label)}: {index} {escaped(label)} ({p * 100:.1f} %)"
                 for pane, (index, label, p) in zip(self.panes, tops, strict=True)
             )
             text = f"<b>The top-1 classes differ</b> ({each}). "
@@ -194,6 +245,13 @@ class CompareView(QWidget):
         self.note.setProperty("differ", tops[0][0] != tops[1][0])
         self.note.style().polish(self.note)
         self.note.setVisible(True)
+
+    def _class_chosen(self, side: int, target: object) -> None:
+        """A class clicked in a pane's top-k: for both sides, or (classes differ) its own."""
+        if self.shared_classes():
+            self.target_chosen.emit(target)
+        else:
+            self.side_target_chosen.emit(side, target)
 
     def _opacity_moved(self, opacity: float) -> None:
         self.set_opacity(opacity)
@@ -218,3 +276,7 @@ class CompareView(QWidget):
             )
         finally:
             self._syncing = False
+
+
+def _classes(count: int) -> str:
+    return f"{count} class" if count == 1 else f"{count} classes"

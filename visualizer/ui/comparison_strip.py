@@ -3,6 +3,8 @@ per-stage times as a bar chart."""
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -40,15 +42,14 @@ class ComparisonStrip(QWidget):
     def __init__(self, labels: tuple[str, str], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.labels = labels
+        self._shown: dict[int, tuple] = {}
+        self._timing: dict[int, str] = {}
         self.totals = QLabel("The comparison appears as each network's analysis arrives.")
         self.totals.setObjectName("readout")
         self.totals.setTextFormat(Qt.TextFormat.RichText)
         self.totals.setWordWrap(True)  # a narrow window wraps it rather than grows for it
         self.table = QTableWidget(len(GROUPS) + 1, 1 + 3 * len(labels))
-        headers = ["Stage"]
-        for what in ("output", "ms", "parameters"):
-            headers += [f"{label}\n{what}" for label in labels]
-        self.table.setHorizontalHeaderLabels(headers)
+        self.set_labels(labels)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(20)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -71,8 +72,17 @@ class ComparisonStrip(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.totals)
         layout.addWidget(split, 1)
-        self._shown: dict[int, tuple] = {}
-        self._timing: dict[int, str] = {}
+
+    def set_labels(self, labels: tuple[str, str]) -> None:
+        """Name the networks, left and right."""
+        self.labels = labels
+        headers = ["Stage"]
+        for what in ("output", "ms", "parameters"):
+            # "ResNet101 · ft5.pth" on two lines: the columns stay narrow.
+            headers += [f"{label.replace(' · ', chr(10))}\n{what}" for label in labels]
+        self.table.setHorizontalHeaderLabels(headers)
+        if self._shown:
+            self._total()
 
     def show_side(self, side: int, data: ViewData | None) -> None:
         """Show network ``side`` (0 left, 1 right) from ``data``; None clears it."""
@@ -125,11 +135,12 @@ class ComparisonStrip(QWidget):
                 parameters = sum(row.parameters for row in rows)
                 colour = MODEL_COLOURS[side]
                 parts.append(
-                    f"<span style='color:{colour}'>■</span> <b>{label}</b> {total:.1f} ms, "
+                    f"<span style='color:{colour}'>■</span> <b>{html.escape(label)}</b> "
+                    f"{total:.1f} ms, "
                     f"{parameters / 1e6:.1f} M parameters"
                 )
             else:
-                parts.append(f"{label}: waiting for its analysis…")
+                parts.append(f"{html.escape(label)}: waiting for its analysis…")
         # Both sides are timed alike; say how, once (or each side's way if they differ).
         timing = dict.fromkeys(text for text in self._timing.values() if text)
         self.totals.setText(" · ".join(parts + list(timing)))

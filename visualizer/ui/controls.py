@@ -6,8 +6,8 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox, QToolBar, QWidget
 
-from visualizer.choices import COLORMAPS
-from visualizer.ui.jobs import MODEL_LABELS, STAGES, ModelSpec, ViewOptions
+from visualizer.choices import COLORMAPS, MODEL_LABELS
+from visualizer.ui.jobs import STAGES, ModelSpec, ViewOptions
 
 DEVICES = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA", "mps": "MPS"}
 SCALES = {"channel": "Scale: channel", "stage": "Scale: stage"}

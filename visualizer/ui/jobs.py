@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from visualizer.choices import MODEL_LABELS, STAGES
+from visualizer.choices import STAGES
+from visualizer.networks import NetworkSpec
 
 if TYPE_CHECKING:
     from visualizer.core import AnalysisResult, Analyzer, GradCam
@@ -33,21 +34,49 @@ CAMS_KEPT = 64
 ANALYZERS_KEPT = 3
 THUMBNAIL_SIZE = 96
 DOWNLOAD_POLL_S = 0.25
+DEFAULT_INPUT = "ImageNet default"  # the status bar's word for torchvision's ImageNet transform
 
 Progress = Callable[[str, float | None], None]  # (what is happening, fraction done or None)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which network, with which weights, on which device."""
+    """Which network (architecture, weights, labels, preprocessing: a ``NetworkSpec``'s
+    fields), on which device."""
 
     model: str = "resnet101"
     weights: str = "imagenet"  # "imagenet", "random" or a checkpoint path
     device: str = "auto"
+    labels: str | None = None  # a labels file; None: the checkpoint's, ImageNet's or "class i"
+    mean: tuple[float, ...] | None = None  # None: the checkpoint's, else ImageNet's
+    std: tuple[float, ...] | None = None
+    resize: int | None = None
+    crop: int | None = None
+
+    @classmethod
+    def of(cls, network: NetworkSpec, device: str = "auto") -> ModelSpec:
+        """``network`` on ``device``."""
+        return cls(network.model, network.weights, device, **network.analyzer_options())  # type: ignore[arg-type]
+
+    @property
+    def network(self) -> NetworkSpec:
+        """The network alone, without the device."""
+        return NetworkSpec(
+            self.model, self.weights, self.labels, self.mean, self.std, self.resize, self.crop
+        )
 
     @property
     def label(self) -> str:
-        return MODEL_LABELS.get(self.model, self.model)
+        """``"ResNet101"``, or with a checkpoint ``"ResNet101 · ft5.pth"``."""
+        return self.network.label
+
+    def options(self) -> dict[str, object]:
+        """``Analyzer``'s keyword arguments beyond model, weights and device: those given."""
+        return {
+            name: value
+            for name, value in self.network.analyzer_options().items()
+            if value is not None
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +131,15 @@ class ModelInfo:
     parameters: int
     fallback: str | None = None  # why ImageNet weights could not be had, if they were asked for
     stage_parameters: tuple[tuple[str, int], ...] = ()  # per stage and the head
+    labels_source: str = ""  # e.g. "labels.txt", "the checkpoint ('classes')", "none"
+    preprocessing: str = ""  # short, for the status bar: "resize 232, crop 224, mean …"
+    preprocessing_detail: str = ""  # ``Preprocessing.describe()``
+    unwrapped: str | None = None  # what was removed around the checkpoint's state dict
+    binary: bool = False  # one output: a sigmoid probability
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.categories)
 
 
 @dataclass(frozen=True)
@@ -132,13 +170,15 @@ class ViewData:
     target_label: str
     target_probability: float  # what this network gives the class explained
     target_rank: int  # 1: its top-1
-    topk: tuple[tuple[int, str, float], ...]
+    topk: tuple[tuple[int, str, float], ...]  # min(5, N) rows
     layers: tuple[LayerRow, ...]
     stage_shapes: dict[str, tuple[int, ...]]
     stage_rows: tuple[StageRow, ...]  # C1–C5 and the head: shape, time, parameters
     device: str
     notice: str | None
     timing: str = ""  # how the layers were timed, e.g. after an untimed warm-up pass
+    scores: str = "softmax"  # "sigmoid" for a one-output (binary) network
+    shared: bool = True  # compare mode: the class explained is the one the other side explains
 
     @property
     def total_ms(self) -> float:
@@ -190,25 +230,36 @@ class Session:
         picture: Picture,
         options: ViewOptions,
         lead: ModelSpec | None = None,
+        *,
+        own_target: int | None = None,
+        partner: ModelSpec | None = None,
     ) -> ViewData:
         """Analyse ``picture`` (once per network) and render it as ``options`` ask.
 
         With no class chosen, Grad-CAM explains the top-1 class of ``lead`` (default: this
-        network), so that two networks compared explain the same class.
+        network), so that two networks compared explain the same class. When this network is
+        compared with ``partner`` and their classes differ, it explains its own class
+        instead: ``own_target``, else its own top-1 (``ViewData.shared`` is then False).
         """
         from visualizer.core.render import colormap_table  # noqa: PLC0415
         from visualizer.core.stage_summary import stage_rows  # noqa: PLC0415
 
         analyzer, info = self._analyzer(spec)
         result = self._result(spec, picture)
-        target = self._target(spec, picture, options, lead)
+        shared = partner is None or self.model(partner).categories == info.categories
+        if shared:
+            target = self._target(spec, picture, options, lead)
+        else:
+            target = own_target if own_target is not None else result.topk[0][0]
+        if not 0 <= target < len(analyzer.categories):  # chosen for another network
+            target = result.topk[0][0]
         cam = self._cam(spec, picture, result, options.cam_stage, target)
         stage = result.stages[options.stage]
         weights = None
         if options.order == "gradcam":
             weights = self._cam(spec, picture, result, options.stage, target).channel_weights
         grid = _grid(stage, options, weights, on_screen=True)
-        probabilities = result.logits.float().softmax(0)
+        probabilities = _probabilities(result)
         return ViewData(
             picture=picture.key,
             model=info,
@@ -232,6 +283,8 @@ class Session:
             device=analyzer.describe_device() if analyzer.notice else result.device,
             notice=analyzer.notice or result.notice,
             timing=result.timing,
+            scores=getattr(result, "scores", "softmax"),
+            shared=shared,
         )
 
     def export(
@@ -257,9 +310,16 @@ class Session:
         path: str,
         *,
         lead: ModelSpec,
+        own_targets: tuple[int | None, ...] = (),
+        labels: tuple[str, ...] = (),
     ) -> list[Path]:
         """Write the comparison of ``specs`` on screen: ``what`` is ``"comparison"`` (one PNG,
-        the stage and Grad-CAM of each) or ``"comparison_timings"`` (the per-stage CSV)."""
+        the stage and Grad-CAM of each) or ``"comparison_timings"`` (the per-stage CSV).
+
+        Networks with the same classes explain one class (as ``view`` does); networks with
+        different ones each their own: ``own_targets[i]``, else its top-1. ``labels``: the
+        networks' names, as the window shows them.
+        """
         from visualizer.core.comparison import (  # noqa: PLC0415
             ComparedSide,
             save_comparison,
@@ -267,34 +327,49 @@ class Session:
         )
         from visualizer.core.export import ExportOptions  # noqa: PLC0415
         from visualizer.core.stage_summary import stage_rows  # noqa: PLC0415
+        from visualizer.networks import network_names  # noqa: PLC0415
 
         with _export_errors(path):
             built = [self._analyzer(spec) for spec in specs]
-            analyzers = [analyzer for analyzer, _ in built]
             results = [self._result(spec, picture) for spec in specs]
             rows = [
                 stage_rows(analyzer.model, result, dict(info.stage_parameters))
                 for (analyzer, info), result in zip(built, results, strict=True)
             ]
+            names = network_names(tuple(spec.network for spec in specs))
             if what == "comparison_timings":
-                return [save_comparison_timings(path, results, rows)]
-            target = self._target(specs[0], picture, options, lead)
+                return [save_comparison_timings(path, results, rows, names=names)]
+            shared = all(info.categories == built[0][1].categories for _, info in built)
+            own = own_targets or (None,) * len(specs)
+            if shared:
+                targets = [self._target(specs[0], picture, options, lead)] * len(specs)
+            else:
+                targets = [
+                    chosen if chosen is not None else result.topk[0][0]
+                    for chosen, result in zip(own, results, strict=True)
+                ]
             sides = []
-            for spec, result, own in zip(specs, results, rows, strict=True):
+            for index, (spec, result, own_rows) in enumerate(
+                zip(specs, results, rows, strict=True)
+            ):
+                target = targets[index]
                 weights = None
                 if options.order == "gradcam":
                     stage_cam = self._cam(spec, picture, result, options.stage, target)
                     weights = stage_cam.channel_weights
                 grid = _grid(result.stages[options.stage], options, weights)
                 cam = self._cam(spec, picture, result, options.cam_stage, target)
-                sides.append(ComparedSide(result, grid, options.stage, cam, own))
+                name = labels[index] if labels else None
+                label = built[index][0].categories[target]
+                sides.append(ComparedSide(result, grid, options.stage, cam, own_rows, name, label))
             chosen = ExportOptions(
                 cam_stage=options.cam_stage,
-                target=target,
+                target=targets[0],
                 cam_colormap=options.cam_colormap,
                 opacity=options.opacity,
             )
-            return [save_comparison(path, sides, analyzers[0].categories[target], chosen)]
+            label = built[0][0].categories[targets[0]]
+            return [save_comparison(path, sides, label, chosen, own_classes=not shared)]
 
     def _export(
         self, spec: ModelSpec, picture: Picture, options: ViewOptions, what: str, path: str
@@ -312,7 +387,7 @@ class Session:
 
         analyzer, _ = self._analyzer(spec)
         result = self._result(spec, picture)
-        target = result.topk[0][0] if options.target is None else options.target
+        target = self._target(spec, picture, options, None)
         if what == "timings":
             return [save_timings(path, result.timings)]
         if what in ("overlay", "overlay_figure"):
@@ -349,7 +424,7 @@ class Session:
         self, spec: ModelSpec, picture: Picture, options: ViewOptions, lead: ModelSpec | None
     ) -> int:
         """The class to explain: the one chosen, else the top-1 of ``lead`` (or ``spec``)."""
-        if options.target is not None:
+        if options.target is not None and options.target < self.model(spec).num_classes:
             return options.target
         return self._result(lead or spec, picture).topk[0][0]
 
@@ -379,14 +454,15 @@ class Session:
         fallback = None
         try:
             with _DownloadWatch(spec, self._progress):
-                analyzer = _new_analyzer(spec.model, spec.weights, spec.device)
+                analyzer = _new_analyzer(spec.model, spec.weights, spec.device, **spec.options())
         except WeightsError as error:
             if spec.weights != "imagenet":
                 raise
             # Offline: the reason alone ("no internet connection"); the banner says the rest.
             fallback = error.reason if isinstance(error, ImageNetUnavailable) else str(error)
-            analyzer = _new_analyzer(spec.model, "random", spec.device)
+            analyzer = _new_analyzer(spec.model, "random", spec.device, **spec.options())
         weights = analyzer.weights_info
+        preprocessing = getattr(analyzer, "preprocessing", None)
         info = ModelInfo(
             spec=spec,
             weights=str(weights) if weights is not None else "unknown",
@@ -397,6 +473,11 @@ class Session:
             parameters=sum(p.numel() for p in analyzer.model.parameters()),
             fallback=fallback,
             stage_parameters=tuple(stage_parameters(analyzer.model).items()),
+            labels_source=str(getattr(analyzer, "labels_source", "")),
+            preprocessing=describe_preprocessing(preprocessing),
+            preprocessing_detail=preprocessing.describe() if preprocessing is not None else "",
+            unwrapped=getattr(weights, "unwrapped", None),
+            binary=bool(getattr(analyzer, "binary", False)),
         )
         # torch, the network and the window make about a million long-lived objects; every full
         # collection would walk them all, holding the GIL for 50–250 ms and stalling the
@@ -431,10 +512,51 @@ class Session:
         return self._cams[key]
 
 
-def _new_analyzer(model: str, weights: str, device: str) -> Analyzer:
+def _new_analyzer(model: str, weights: str, device: str, **options: object) -> Analyzer:
+    """``Analyzer(model, weights, device, **options)``; ``options``: labels, mean, std,
+    resize, crop (those given)."""
     from visualizer.core import Analyzer  # noqa: PLC0415
 
-    return Analyzer(model, weights, device, progress=False)
+    return Analyzer(model, weights, device, progress=False, **options)
+
+
+def describe_preprocessing(preprocessing: Any) -> str:
+    """``Preprocessing`` in a few words, for the status bar: ``"resize 232, crop 224, mean
+    0.485,0.456,0.406, std 0.229,0.224,0.225 (ImageNet defaults)"``; grey-scale said."""
+    if preprocessing is None:
+        return ""
+
+    def numbers(values: Any) -> str:
+        return ",".join(f"{value:g}" for value in values)
+
+    source = _source_in_short(str(getattr(preprocessing, "source", "")))
+    text = f"resize {preprocessing.resize}, crop {preprocessing.crop}"
+    if source != DEFAULT_INPUT:  # ImageNet's mean and std go without saying
+        text += f", mean {numbers(preprocessing.mean)}, std {numbers(preprocessing.std)}"
+    if getattr(preprocessing, "channels", 3) == 1:
+        text = f"grey-scale, {text}"
+    return f"{text} ({source})"
+
+
+def _source_in_short(source: str) -> str:
+    """Where preprocessing values come from, in a word or two: ``"ImageNet default"``,
+    ``"from the checkpoint"``, ``"given"``, ``"given, from the checkpoint"``."""
+    parts = [part.strip() for part in source.split(";")]
+    said = []
+    if any(part and not part.startswith("the rest") and "checkpoint" not in part
+           and "averaged" not in part for part in parts[:-1]):  # fmt: skip
+        said.append("given")
+    if "checkpoint" in source:
+        said.append("from the checkpoint")
+    return ", ".join(said) or DEFAULT_INPUT
+
+
+def _probabilities(result: AnalysisResult) -> Any:
+    """The network's scores: a sigmoid for one output, else a softmax."""
+    logits = result.logits.float()
+    if getattr(result, "scores", "softmax") == "sigmoid":
+        return logits.sigmoid()
+    return logits.softmax(0)
 
 
 def untrained_banner(infos: list[ModelInfo], *, load_weights: bool = True) -> str | None:

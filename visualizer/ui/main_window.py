@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from visualizer.folders import image_files
+from visualizer.networks import NetworkSpec
 from visualizer.ui.cam_panel import CamPanel
 from visualizer.ui.channel_view import ChannelView
 from visualizer.ui.compare_view import CompareView
@@ -42,7 +43,6 @@ from visualizer.ui.files import local_file, pasted_picture, qimage_to_rgba
 from visualizer.ui.grid_view import GridView
 from visualizer.ui.image_strip import ImageStrip
 from visualizer.ui.jobs import (
-    MODEL_LABELS,
     ModelInfo,
     ModelSpec,
     Picture,
@@ -52,7 +52,8 @@ from visualizer.ui.jobs import (
     untrained_banner,
 )
 from visualizer.ui.message_bar import MessageBar
-from visualizer.ui.state import COMPARED, Requests, WindowState
+from visualizer.ui.network_dialog import ask_network, save_network, saved_network
+from visualizer.ui.state import SIDES, Requests, WindowState
 from visualizer.ui.worker import Reply, Worker
 
 EXPORTS = {
@@ -77,6 +78,9 @@ EXPORT_BUTTONS = {
 EXPORT_KEYS = {"grid": "Ctrl+E", "grids": "Ctrl+Shift+E", "comparison": "Ctrl+E"}
 SCALE_NOTES = {"channel": "each channel scaled by itself", "stage": "one scale for the stage"}
 SAVED_VIEW_OPTIONS = ("colormap", "scale", "order", "cam_colormap")
+CUSTOM_NETWORK = "network"  # settings group: the last custom network that loaded
+COMPARED_NETWORK = "compared"  # settings group: the network compared with the one in use
+LABEL_FILES = "Labels (*.txt *.json *.csv);;All files (*)"
 RELAYOUT_GAIN = 1.15  # a resized pane lays its tiles out again when they gain this much
 STYLE = """
 #banner { background: #fff3cd; color: #533f03; border-bottom: 1px solid #e0c36a; }
@@ -91,9 +95,10 @@ STYLE = """
 class MainWindow(QMainWindow):
     """fmviz's window: the controller between its views, its Qt-free ``state`` and the worker.
 
-    ``spec`` is the network to load; ``settings`` remembers choices. The views show the state
-    by subscribing to its events; the window changes the state in answer to the user and to
-    the worker's replies.
+    ``spec`` is the network to load; ``other`` the one compare mode compares it with (None:
+    the one remembered if ``remembered``, else the other architecture); ``settings``
+    remembers choices. The views show the state by subscribing to its events; the window
+    changes the state in answer to the user and to the worker's replies.
     """
 
     view_shown = Signal()  # a complete view (grid, predictions, Grad-CAM) is on screen
@@ -106,10 +111,15 @@ class MainWindow(QMainWindow):
         parent: QWidget | None = None,
         *,
         compare: bool = False,
+        other: ModelSpec | None = None,
+        remembered: bool = True,
     ) -> None:
         super().__init__(parent)
         self.settings = settings
-        self.state = WindowState(spec, self._saved_options())
+        if other is None and remembered:
+            saved = saved_network(settings, COMPARED_NETWORK)
+            other = ModelSpec.of(saved, spec.device) if saved is not None else None
+        self.state = WindowState(spec, self._saved_options(), other=other)
         self.requests = Requests()
         self.data: ViewData | None = None  # the single page's view on screen
         self._keys = itertools.count(1)
@@ -119,6 +129,7 @@ class MainWindow(QMainWindow):
         self.worker.progress.connect(self._progress)
         self._build()
         self._subscribe()
+        self._show_sides()
         self._restore_geometry()
         self._update_title()
         self.set_compare(compare)
@@ -176,6 +187,7 @@ class MainWindow(QMainWindow):
         self.channel = self.timing.channel
         self.compare_view = CompareView()
         self.compare_view.target_chosen.connect(lambda target: self.set_options(target=target))
+        self.compare_view.side_target_chosen.connect(self.set_side_target)
         self.compare_view.colormap_chosen.connect(lambda name: self.set_options(cam_colormap=name))
         self.compare_view.stage_chosen.connect(lambda stage: self.set_options(cam_stage=stage))
         self.compare_view.opacity_changed.connect(self._opacity_changed)
@@ -230,6 +242,11 @@ class MainWindow(QMainWindow):
         self._action(files, "&Open images…", self.open_images, QKeySequence.StandardKey.Open)
         self._action(files, "&Paste image", self.paste, QKeySequence.StandardKey.Paste)
         self.weights_action = self._action(files, "Load &weights…", self.load_weights)
+        self.weights_action.setToolTip(
+            "A network: architecture, weights (ImageNet, random or a checkpoint), labels and "
+            "preprocessing"
+        )
+        self.labels_action = self._action(files, "Load &labels…", self.load_labels)
         files.addSeparator()
         export = files.addMenu("&Export")
         self.export_actions = {}
@@ -246,13 +263,15 @@ class MainWindow(QMainWindow):
         for action in self.controls.stage_actions.values():
             view.addAction(action)
         view.addSeparator()
-        self.compare_action = self._action(view, "&Compare VGG16 | ResNet101", self.set_compare)
+        self.compare_action = self._action(view, "&Compare two networks", self.set_compare)
         self.compare_action.setCheckable(True)
         self.compare_action.setShortcut(QKeySequence("Ctrl+K"))
         self.compare_action.setIconText("Compare")
         self.compare_action.setToolTip(
-            "VGG16 and ResNet101 side by side on the same image and stage (Ctrl+K)"
+            "Two networks side by side on the same image and stage (Ctrl+K); "
+            "View → Compare with… chooses the second"
         )
+        self.compare_with_action = self._action(view, "Compare &with…", self.compare_with)
         self.findChild(QToolBar, "networkToolbar").addAction(self.compare_action)
         bar = self.addToolBar("Export")
         bar.setObjectName("exportToolbar")
@@ -280,9 +299,13 @@ class MainWindow(QMainWindow):
         self.busy.hide()
         self.device_label = QLabel("loading…")
         self.weights_label = QLabel("")
+        self.labels_label = QLabel("")  # where the class names come from
+        self.preprocessing_label = QLabel("")  # the input transform in use
         bar.addPermanentWidget(self.busy)
         bar.addPermanentWidget(self.device_label)
         bar.addPermanentWidget(self.weights_label)
+        bar.addPermanentWidget(self.labels_label)
+        bar.addPermanentWidget(self.preprocessing_label)
 
     def _subscribe(self) -> None:
         """The views (and the saved settings) follow the state."""
@@ -292,6 +315,10 @@ class MainWindow(QMainWindow):
         events.spec.connect(self._update_title)
         events.options.connect(self.controls.show_options)
         events.options.connect(self._save_options)
+        events.spec.connect(self._show_sides)
+        events.other.connect(self._show_sides)
+        events.other.connect(self._update_title)
+        events.other.connect(self._save_other)
         events.compare.connect(self._show_mode)
         events.compare.connect(self._update_title)
         events.current.connect(self._update_title)
@@ -301,6 +328,12 @@ class MainWindow(QMainWindow):
     def _save_spec(self, spec: ModelSpec) -> None:
         self.settings.setValue("model", spec.model)
         self.settings.setValue("device", spec.device)
+
+    def _save_other(self, other: ModelSpec | None) -> None:
+        save_network(self.settings, COMPARED_NETWORK, other.network if other else None)
+
+    def _show_sides(self, *_changed: object) -> None:
+        self.compare_view.set_labels(self.state.side_labels())
 
     def _save_options(self, options: ViewOptions) -> None:
         for name in SAVED_VIEW_OPTIONS:
@@ -371,18 +404,51 @@ class MainWindow(QMainWindow):
         self.state.current = key
         self._request_view()
 
-    def set_spec(self, **changes: str) -> None:
-        """Use another network, device or weights.
+    def set_spec(self, **changes: object) -> None:
+        """Use another network, device, weights, labels or preprocessing.
 
-        Another network drops a weights file (it fits one network only) for ImageNet weights.
+        Another architecture drops a weights file (it fits one architecture only) for
+        ImageNet weights, with the labels and preprocessing that went with it.
         """
         spec = self.state.changed_spec(**changes)
         if spec == self.spec:
             return
         self._use_spec(spec)
 
+    def set_network(self, network: NetworkSpec) -> None:
+        """Use ``network`` (architecture, weights, labels, preprocessing) on the device in use."""
+        spec = ModelSpec.of(network, self.spec.device)
+        if spec != self.spec:
+            self._use_spec(spec)
+
+    def set_other(self, network: NetworkSpec | None) -> None:
+        """Compare the network in use with ``network`` (None: the other architecture), and
+        show the comparison."""
+        other = ModelSpec.of(network, self.spec.device) if network is not None else None
+        if other != self.state.other:
+            self.state.side_targets = (None, None)
+            self.state.other = other
+            if self.compare:
+                self._request_view()
+        if not self.compare:
+            self.set_compare(True)
+
+    def set_side_target(self, side: int, target: int | None) -> None:
+        """Compare mode, the two networks' classes differing: explain ``target`` (None: its
+        top-1) on ``side``."""
+        targets = list(self.state.side_targets)
+        targets[side] = target
+        if tuple(targets) != self.state.side_targets:
+            self.state.side_targets = (targets[0], targets[1])
+            self._request_view()
+
     def _use_spec(self, spec: ModelSpec) -> None:
         self._clear_channel()
+        if not _same_classes(spec, self.spec):  # a class chosen may mean nothing now
+            self.state.options = dataclasses.replace(self.options, target=None)
+            self.state.side_targets = (None, None)
+        if self.state.other is not None:
+            self.state.other = dataclasses.replace(self.state.other, device=spec.device)
         self.state.spec = spec
         if not self.compare:  # compared networks load with their views
             self._request_model()
@@ -397,9 +463,9 @@ class MainWindow(QMainWindow):
         self.state.compare = on  # the views follow (_show_mode)
         self.settings.setValue("compare", on)
         # What the other mode asked for and has not started is not needed any more.
-        self.worker.cancel(*(["view"] if on else [f"view:{model}" for model in COMPARED]))
+        self.worker.cancel(*(["view"] if on else [f"view:{side}" for side in SIDES]))
         if on and self.current is not None and not self.compare_view.complete(self.current):
-            for side in range(len(COMPARED)):
+            for side in SIDES:
                 self.compare_view.waiting(side, "analysing…")
         if not on and self.data is not None and self.data.picture != self.current:
             self.data = None  # the single page shows an earlier image: nothing to export
@@ -413,6 +479,7 @@ class MainWindow(QMainWindow):
         self.controls.model.setEnabled(not on)
         self.controls.model.setToolTip("Compare mode shows both networks" if on else "Network")
         self.weights_action.setEnabled(not on)
+        self.labels_action.setEnabled(not on)
         for what, action in self.export_actions.items():
             action.setVisible(what.startswith("comparison") == on)
 
@@ -451,13 +518,44 @@ class MainWindow(QMainWindow):
         self.add_mime(QGuiApplication.clipboard().mimeData(), "pasted")
 
     def load_weights(self) -> None:
+        """Ask for a network (the Network dialog: architecture, weights, labels,
+        preprocessing), filled with the one in use or else the last custom one, and use it."""
+        shown = self.spec.network
+        if not shown.custom:
+            remembered = saved_network(self.settings, CUSTOM_NETWORK)
+            shown = remembered if remembered is not None else shown
+        network = self.ask_network("Network", shown)
+        if network is not None:
+            if not network.named_weights:
+                self._remember_folder(network.weights)
+            self.set_network(network)
+
+    def load_labels(self) -> None:
+        """Ask for a labels file for the network in use, and use it."""
         path, _ = QFileDialog.getOpenFileName(
-            self, f"Load {self.spec.label} weights", self._folder(),
-            "Checkpoints (*.pth *.pt *.safetensors);;All files (*)",
-        )  # fmt: skip
+            self, f"Load labels for {self.spec.label}", self._folder(), LABEL_FILES
+        )
         if path:
             self._remember_folder(path)
-            self.set_spec(weights=path)
+            self.set_spec(labels=path)
+
+    def compare_with(self) -> None:
+        """Ask for the network to compare the one in use with, and compare them."""
+        specs = self.state.compare_specs()
+        other = self.state.other or next((s for s in specs if s != self.spec), specs[-1])
+        network = self.ask_network(
+            "Compare with",
+            other.network,
+            intro=f"The network to show beside {self.spec.label}: another architecture, or the "
+            "same one with other weights (ImageNet against fine-tuned, one epoch against "
+            "another).",
+        )
+        if network is not None:
+            self.set_other(network)
+
+    def ask_network(self, title: str, spec: NetworkSpec, *, intro: str = "") -> NetworkSpec | None:
+        """The network chosen in the Network dialog filled from ``spec``; None: cancelled."""
+        return ask_network(self, spec, title=title, folder=self._folder(), intro=intro)
 
     def export(self, what: str) -> None:
         """Ask where, then write ``what`` (see `jobs.Session.export`) of the view on screen."""
@@ -495,12 +593,13 @@ class MainWindow(QMainWindow):
             return
         self._remember_folder(str(Path(path).parent))
         specs, lead = self.state.compare_specs(), self.state.lead()
+        targets, labels = self.state.side_targets, self.state.side_labels()
         picture = self.pictures[shown.picture]
         options = dataclasses.replace(shown.options, opacity=self.options.opacity)
         self._send(
             "export",
             lambda session: session.export_comparison(
-                specs, picture, options, what, path, lead=lead
+                specs, picture, options, what, path, lead=lead, own_targets=targets, labels=labels
             ),
             latest_wins=False,
             context=what,
@@ -551,15 +650,23 @@ class MainWindow(QMainWindow):
             self._send("view", lambda session: session.view(spec, picture, options), context=spec)
             return
         # The lead network first: the other explains its top-1 class, so needs its analysis.
-        lead = self.state.lead()
-        self.requests.compare_pending = {spec.model for spec in self.state.compare_specs()}
+        lead, specs = self.state.lead(), self.state.compare_specs()
+        targets = self.state.side_targets
+        self.requests.compare_pending = set(SIDES)
         self.requests.compare_errors = set()
         self.compare_view.updating(self.current)
-        for spec in sorted(self.state.compare_specs(), key=lambda spec: spec != lead):
+        for side in sorted(SIDES, key=lambda side: specs[side] != lead):
             self._send(
-                f"view:{spec.model}",
-                lambda session, spec=spec: session.view(spec, picture, options, lead),
-                context=spec,
+                f"view:{side}",
+                lambda session, side=side: session.view(
+                    specs[side],
+                    picture,
+                    options,
+                    lead,
+                    own_target=targets[side],
+                    partner=specs[1 - side],
+                ),
+                context=(side, specs[side]),
             )
 
     def _replied(self, reply: Reply) -> None:
@@ -573,7 +680,7 @@ class MainWindow(QMainWindow):
             return  # for a network no longer in use
         compared = reply.kind.startswith("view:")
         if (reply.kind == "view" and self.compare) or (
-            compared and (not self.compare or reply.context not in self.state.compare_specs())
+            compared and (not self.compare or not self._still_compared(*reply.context))
         ):
             return  # for the other mode, or a pair no longer compared
         if reply.kind == "load" and reply.error is not None:
@@ -589,9 +696,12 @@ class MainWindow(QMainWindow):
         elif reply.kind == "view":
             self._show(reply.value)
         elif compared:
-            self._show_side(reply.value)
+            self._show_side(reply.context[0], reply.value)
         elif reply.kind == "export":
             self._exported(reply.value)
+
+    def _still_compared(self, side: int, spec: ModelSpec) -> bool:
+        return self.state.compare_specs()[side] == spec
 
     def _failed(self, reply: Reply) -> None:
         if reply.kind.startswith("view:"):
@@ -611,11 +721,11 @@ class MainWindow(QMainWindow):
     def _compare_failed(self, reply: Reply) -> None:
         """One compared network failed: say so once, and go back to a device that worked."""
         self.requests.view_failed = True  # selecting the image again retries
-        self.requests.compare_pending.discard(reply.context.model)
+        side, _spec = reply.context
+        self.requests.compare_pending.discard(side)
         if reply.error not in self.requests.compare_errors:  # both fail alike on a missing device
             self.requests.compare_errors.add(reply.error)
-            self.show_error(f"{reply.context.label}: {reply.error}")
-        side = COMPARED.index(reply.context.model)
+            self.show_error(f"{self.state.side_labels()[side]}: {reply.error}")
         self.compare_view.waiting(side, f"failed: {reply.error}", failed=True)
         good = self.requests.good_device or (
             self.requests.good_spec.device if self.requests.good_spec else None
@@ -641,9 +751,42 @@ class MainWindow(QMainWindow):
         if info.spec != self.spec:
             return
         self.requests.good_spec = info.spec
+        network = info.spec.network
+        if network.custom and saved_network(self.settings, CUSTOM_NETWORK) != network:
+            save_network(self.settings, CUSTOM_NETWORK, network)  # for the Network dialog
         self.device_label.setText(f"Device: {info.device}")
-        self.weights_label.setText(f"Weights: {info.weights}")
+        self._show_network([info])
         self._show_banner(notice, info.banner)
+
+    def _show_network(self, infos: list[ModelInfo], labels: tuple[str, ...] = ()) -> None:
+        """Say in the status bar the weights, the labels' source and the preprocessing of
+        the network(s) shown (what was unwrapped from a checkpoint too). Where two are
+        compared (``labels``: their names), the weights of each by its name, the rest as
+        ``left | right``, or once when both are the same."""
+
+        def each(texts: list[str]) -> str:
+            return texts[0] if len(set(texts)) == 1 else " | ".join(texts)
+
+        weights, details = [], []
+        for index, info in enumerate(infos):
+            unwrapped = f" ({info.unwrapped})" if info.unwrapped else ""
+            network = info.spec.network
+            if network.named_weights:  # "ResNet101 random (untrained, seed 0)"
+                name = f"{labels[index]} {info.weights}" if labels else info.weights
+            else:  # "ResNet101 · ft5.pth": the label names the file
+                name = labels[index] if labels else network.weights_label
+            # Two compared leave the unwrapping to the tooltip: the bar is full.
+            weights.append(name if labels else f"{name}{unwrapped}")
+            details.append(f"{info.weights}{unwrapped}")
+        self.weights_label.setText(f"Weights: {' · '.join(dict.fromkeys(weights))}")
+        self.weights_label.setToolTip("\n".join(dict.fromkeys(details)))
+        sources = [info.labels_source for info in infos]
+        self.labels_label.setText(f"Labels: {each(sources)}" if any(sources) else "")
+        inputs = [info.preprocessing for info in infos]
+        self.preprocessing_label.setText(f"Input: {each(inputs)}" if any(inputs) else "")
+        self.preprocessing_label.setToolTip(
+            "\n".join(dict.fromkeys(info.preprocessing_detail for info in infos))
+        )
 
     def _show_banner(self, *texts: str | None) -> None:
         banner = "\n".join(dict.fromkeys(text for text in texts if text))
@@ -679,24 +822,23 @@ class MainWindow(QMainWindow):
         )
         self.view_shown.emit()
 
-    def _show_side(self, data: ViewData) -> None:
+    def _show_side(self, side: int, data: ViewData) -> None:
         if data.picture != self.current:
             return
-        self.requests.compare_pending.discard(data.model.spec.model)
-        self.compare_view.show_side(COMPARED.index(data.model.spec.model), data)
-        shown = [pane.data for pane in self.compare_view.panes if pane.data is not None]
+        self.requests.compare_pending.discard(side)
+        self.compare_view.show_side(side, data)
+        panes = [pane for pane in self.compare_view.panes if pane.data is not None]
+        shown = [pane.data for pane in panes]
         banner = untrained_banner([d.model for d in shown], load_weights=False)
         self._show_banner(*(d.notice for d in shown), banner)
         self.device_label.setText(f"Device: {data.device}")
-        weights = dict.fromkeys(f"{d.model.spec.label} {d.model.weights}" for d in shown)
-        self.weights_label.setText("Weights: " + " · ".join(weights))
+        self._show_network([d.model for d in shown], tuple(pane.label for pane in panes))
         if self.requests.compare_pending or not self.compare_view.complete(self.current):
             return  # the other pane still shows an earlier request
         self.requests.good_device = self.spec.device
         tops = " · ".join(
-            f"{d.model.spec.label} {d.topk[0][1]} ({d.topk[0][2] * 100:.1f} %) in "
-            f"{d.total_ms:.0f} ms"
-            for d in shown
+            f"{pane.label} {d.topk[0][1]} ({d.topk[0][2] * 100:.1f} %) in {d.total_ms:.0f} ms"
+            for pane, d in zip(panes, shown, strict=True)
         )
         self.statusBar().showMessage(f"{self.pictures[data.picture].label}: {tops}", 10000)
         self.view_shown.emit()
@@ -824,9 +966,7 @@ class MainWindow(QMainWindow):
         parts = ["fmviz"]
         if self.current is not None:
             parts.append(self.pictures[self.current].label)
-        parts.append(
-            " vs ".join(MODEL_LABELS[m] for m in COMPARED) if self.compare else self.spec.label
-        )
+        parts.append(" vs ".join(self.state.side_labels()) if self.compare else self.spec.label)
         self.setWindowTitle(" — ".join(parts))
 
     def _about(self) -> None:
@@ -838,6 +978,14 @@ class MainWindow(QMainWindow):
             f"fmviz {__version__}: what VGG16 and ResNet101 see, stage by stage.\n"
             "Grad-CAM by Captum (LayerGradCam, ReLU).",
         )
+
+
+def _same_classes(one: ModelSpec, other: ModelSpec) -> bool:
+    """True when ``one`` and ``other`` surely have the same classes: the same weights and
+    labels, or ImageNet's (named weights, no labels file)."""
+    if (one.weights, one.labels) == (other.weights, other.labels):
+        return True
+    return all(spec.network.named_weights and spec.labels is None for spec in (one, other))
 
 
 class TimingTabs(QTabWidget):

@@ -13,16 +13,15 @@ Examples::
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from psygnal import Signal, evented
 
-from visualizer.choices import MODELS
+from visualizer.networks import compare_pair
 from visualizer.ui.jobs import ModelSpec, Picture, ViewOptions
 
-COMPARED = MODELS  # compare mode: left, right
+SIDES = (0, 1)  # compare mode: left, right
 NAMED_WEIGHTS = ("imagenet", "random")
 
 
@@ -40,7 +39,13 @@ class WindowState:
 
     spec: ModelSpec  # the network in use (in compare mode: the lead's, see ``lead``)
     options: ViewOptions = field(default_factory=ViewOptions)
-    compare: bool = False  # VGG16 and ResNet101 side by side
+    compare: bool = False  # two networks side by side
+    # The network compared with ``spec``; None: the other architecture with ImageNet weights
+    # (untrained ones when ``spec``'s are), see ``networks.compare_pair``.
+    other: ModelSpec | None = None
+    # Compare mode, when the two sides' classes differ: the class each side explains (None:
+    # its own top-1). When they share their classes, ``options.target`` is for both.
+    side_targets: tuple[int | None, int | None] = (None, None)
     current: int | None = None  # the key of the picture shown
     grid_aspect: float = 1.0  # the grid pane's width ÷ height, for the next view's columns
     pictures: dict[int, Picture] = field(default_factory=dict)  # the strip, by key
@@ -52,23 +57,44 @@ class WindowState:
         self.pictures[picture.key] = picture
         self.picture_added.emit(picture)
 
-    def changed_spec(self, **changes: str) -> ModelSpec:
-        """The spec with ``changes`` (``model``, ``weights``, ``device``); another network
-        drops a weights file (it fits one network only) for ImageNet weights."""
-        if "model" in changes and "weights" not in changes and not is_named(self.spec.weights):
-            changes["weights"] = "imagenet"
-        return dataclasses.replace(self.spec, **changes)
+    def changed_spec(self, **changes: object) -> ModelSpec:
+        """The spec with ``changes`` (``model``, ``weights``, ``labels``, ``mean``, …,
+        ``device``); another architecture drops a weights file (it fits one architecture
+        only) for ImageNet weights, and the labels and preprocessing that went with it."""
+        device = changes.pop("device", self.spec.device)
+        return ModelSpec.of(self.spec.network.with_changes(**changes), str(device))
 
-    def compare_specs(self) -> tuple[ModelSpec, ...]:
-        """The networks compared: named weights as for the network alone (a weights file fits
-        one network only: ImageNet instead), on its device."""
-        weights = self.spec.weights if is_named(self.spec.weights) else "imagenet"
-        return tuple(ModelSpec(model, weights, self.spec.device) for model in COMPARED)
+    def compare_specs(self) -> tuple[ModelSpec, ModelSpec]:
+        """The networks compared, left and right, on the device in use: the one in use and
+        ``other`` (by default the other architecture, VGG16 on the left)."""
+        other = self.other.network if self.other is not None else None
+        sides, _ = compare_pair(self.spec.network, other)
+        left, right = (ModelSpec.of(side, self.spec.device) for side in sides)
+        return left, right
 
     def lead(self) -> ModelSpec:
         """The network of the pair whose top-1 class both explain: the one chosen alone."""
-        specs = self.compare_specs()
-        return next((spec for spec in specs if spec.model == self.spec.model), specs[0])
+        return self.spec
+
+    def side_labels(self) -> tuple[str, str]:
+        """The names of the sides compared, told apart: ``"ResNet101 · ImageNet"`` and
+        ``"ResNet101 · random"`` where the architecture alone would name both alike."""
+        return side_labels(self.compare_specs())
+
+
+def side_labels(specs: tuple[ModelSpec, ...]) -> tuple[str, str]:
+    """Names for ``specs`` that tell them apart (see ``WindowState.side_labels``)."""
+    labels = [spec.label for spec in specs]
+    if len(set(labels)) < len(labels):
+        labels = [
+            f"{spec.label} · {spec.network.weights_label}" if spec.network.named_weights
+            else spec.label
+            for spec in specs
+        ]  # fmt: skip
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} ({number})" for number, label in enumerate(labels, 1)]
+    left, right = labels
+    return left, right
 
 
 @dataclass
@@ -83,7 +109,7 @@ class Requests:
     select_next: list[int] = field(default_factory=list)  # the newest batch: its first is shown
     loading: dict[str, int] = field(default_factory=dict)  # real path → key, files being read
     view_failed: bool = False  # the latest view failed: selecting the image again retries
-    compare_pending: set[str] = field(default_factory=set)  # compared networks still awaited
+    compare_pending: set[int] = field(default_factory=set)  # compared sides still awaited
     compare_errors: set[str] = field(default_factory=set)  # shown for the latest compare request
     good_device: str | None = None  # the last device both compared networks ran on
     good_spec: ModelSpec | None = None  # the last network that loaded

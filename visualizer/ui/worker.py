@@ -27,7 +27,15 @@ from visualizer.ui.jobs import Session
 SHUTDOWN_WAIT_S = 5.0  # the longest a closing window waits for a running job
 WORKER_NICENESS = 5  # lower priority than the window's thread, not idle-only
 # Errors whose message already says what went wrong, for the user, in one line.
-EXPECTED_ERRORS = ("ImageLoadError", "WeightsError", "DeviceError", "ValueError", "OSError")
+EXPECTED_ERRORS = (
+    "ImageLoadError",
+    "WeightsError",
+    "DeviceError",
+    "ValueError",
+    "OSError",
+    "LabelsError",
+    "PreprocessingError",
+)
 
 
 @dataclass(frozen=True)
