@@ -43,7 +43,7 @@ def test_no_command_opens_the_window_with_the_last_used_network(opened) -> None:
             [],
             {
                 "model": None,
-                "weights": "imagenet",
+                "weights": None,  # the last network used, else ImageNet
                 "device": None,
                 "screenshot": None,
                 "compare": None,  # as the window was last closed

@@ -31,12 +31,14 @@ def error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
-def add_weights_option(parser: argparse.ArgumentParser) -> None:
+def add_weights_option(parser: argparse.ArgumentParser, *, remembered: bool = False) -> None:
+    """``--weights``; ``remembered``: its default is None, the last network used (the window)."""
     parser.add_argument(
         "--weights",
-        default="imagenet",
+        default=None if remembered else "imagenet",
         metavar="imagenet|random|PATH",
-        help="ImageNet (torch hub cache or download), untrained, or a checkpoint file",
+        help="ImageNet (torch hub cache or download), untrained, or a checkpoint file"
+        + (" (default: the last network used, else imagenet)" if remembered else ""),
     )
 
 

@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model", choices=MODELS, help="network (default: the last used, else resnet101)"
     )
-    add_weights_option(parser)
+    add_weights_option(parser, remembered=True)
     parser.add_argument(
         "--device",
         choices=DEVICES,
@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     """
     from visualizer.ui.platform_check import prepare  # noqa: PLC0415 (no Qt in it)
 
-    other = compare_spec(args, network_spec(args))
+    main = network_spec(argparse.Namespace(**{**vars(args), "weights": args.weights or "imagenet"}))
+    other = compare_spec(args, main)
     compare = args.compare
     if other is not None:
         if compare is False:

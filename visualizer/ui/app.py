@@ -15,7 +15,8 @@ from PySide6.QtWidgets import QApplication
 from visualizer.choices import DEVICES, MODELS
 from visualizer.networks import NetworkSpec, parse_size, parse_values
 from visualizer.ui.jobs import ModelSpec
-from visualizer.ui.main_window import MainWindow
+from visualizer.ui.main_window import NETWORK_IN_USE, MainWindow
+from visualizer.ui.network_dialog import saved_network
 from visualizer.ui.worker import Reply
 
 SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
@@ -44,7 +45,7 @@ def create_window(
     paths: Sequence[str],
     *,
     model: str | None = None,
-    weights: str = "imagenet",
+    weights: str | None = None,
     device: str | None = None,
     settings: QSettings | None = None,
     compare: bool | None = None,
@@ -64,6 +65,8 @@ def create_window(
     other architecture).
     ``compare``: open in compare mode; None: when ``other`` is given, else as the window was
     last closed unless a network or a custom one is named.
+    ``weights``: None: the network last used, when neither ``model`` nor any of its options is
+    given and ``remembered`` (a weights file that has gone since: ImageNet); else ImageNet.
 
     Raises:
         ValueError: ``mean``, ``std``, ``resize`` or ``crop`` given as text that does not parse.
@@ -71,15 +74,20 @@ def create_window(
     settings = settings if settings is not None else open_settings()
     saved_model = settings.value("model")
     saved_device = settings.value("device")
-    network = NetworkSpec(
-        model=model or (saved_model if saved_model in MODELS else "resnet101"),
-        weights=weights,
-        labels=labels or None,
-        mean=parse_values(mean) if isinstance(mean, str) else mean,
-        std=parse_values(std) if isinstance(std, str) else std,
-        resize=parse_size(resize) if isinstance(resize, str) else resize,
-        crop=parse_size(crop) if isinstance(crop, str) else crop,
-    )
+    named = (model, weights, labels, mean, std, resize, crop)
+    last = saved_network(settings, NETWORK_IN_USE) if remembered else None
+    if all(value is None for value in named) and last is not None and _still_there(last):
+        network = last
+    else:
+        network = NetworkSpec(
+            model=model or (saved_model if saved_model in MODELS else "resnet101"),
+            weights=weights or "imagenet",
+            labels=labels or None,
+            mean=parse_values(mean) if isinstance(mean, str) else mean,
+            std=parse_values(std) if isinstance(std, str) else std,
+            resize=parse_size(resize) if isinstance(resize, str) else resize,
+            crop=parse_size(crop) if isinstance(crop, str) else crop,
+        )
     spec = ModelSpec.of(network, device or (saved_device if saved_device in DEVICES else "auto"))
     if compare is None:
         compare = other is not None or (
@@ -93,11 +101,17 @@ def create_window(
     return window
 
 
+def _still_there(network: NetworkSpec) -> bool:
+    """False when the network's weights or labels file has gone since it was last used."""
+    files = [network.labels] + ([] if network.named_weights else [network.weights])
+    return all(Path(file).is_file() for file in files if file)
+
+
 def run(
     paths: Sequence[str],
     *,
     model: str | None = None,
-    weights: str = "imagenet",
+    weights: str | None = None,
     device: str | None = None,
     screenshot: str | None = None,
     compare: bool | None = None,

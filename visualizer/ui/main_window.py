@@ -80,6 +80,7 @@ SCALE_NOTES = {"channel": "each channel scaled by itself", "stage": "one scale f
 SAVED_VIEW_OPTIONS = ("colormap", "scale", "order", "cam_colormap")
 CUSTOM_NETWORK = "network"  # settings group: the last custom network that loaded
 COMPARED_NETWORK = "compared"  # settings group: the network compared with the one in use
+NETWORK_IN_USE = "in_use"  # settings group: the network in use, for the next start
 LABEL_FILES = "Labels (*.txt *.json *.csv);;All files (*)"
 RELAYOUT_GAIN = 1.15  # a resized pane lays its tiles out again when they gain this much
 STYLE = """
@@ -328,6 +329,7 @@ class MainWindow(QMainWindow):
     def _save_spec(self, spec: ModelSpec) -> None:
         self.settings.setValue("model", spec.model)
         self.settings.setValue("device", spec.device)
+        save_network(self.settings, NETWORK_IN_USE, spec.network)
 
     def _save_other(self, other: ModelSpec | None) -> None:
         save_network(self.settings, COMPARED_NETWORK, other.network if other else None)
