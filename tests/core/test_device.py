@@ -69,7 +69,14 @@ def test_names_that_are_no_device_name_the_choices(name: str) -> None:
 
 
 def test_the_cpu_is_described_with_its_threads() -> None:
-    assert describe_device(torch.device("cpu")) == f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert describe_device(torch.device("cpu")) == "CPU (2 threads)"
+        torch.set_num_threads(1)
+        assert describe_device(torch.device("cpu")) == "CPU (1 thread)"
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,8 @@ def describe_device(device: torch.device) -> str:
         return f"CUDA {device.index}: {torch.cuda.get_device_name(device)}"
     if device.type == "mps":
         return "Apple MPS"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'' if threads == 1 else 's'})"
 
 
 def is_device_failure(error: BaseException) -> bool:

@@ -819,7 +819,7 @@ class MainWindow(QMainWindow):
             self.channel.show_channel(data, self.channel.channel)
         self.statusBar().showMessage(
             f"{self.pictures[data.picture].label}: top-1 {data.topk[0][1]} "
-            f"({data.topk[0][2] * 100:.1f} %), {data.total_ms:.0f} ms on {data.device}",
+            f"({data.topk[0][2] * 100:.1f} %), {data.total_ms:.0f} ms",  # the device is beside it
             10000,
         )
         self.view_shown.emit()
