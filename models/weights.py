@@ -266,6 +266,18 @@ def open_checkpoint(path: str | os.PathLike[str], *, arch: str | None = None) ->
     """
     path = Path(path)
     name = shown(path, PATH_SHOWN)
+    loaded, metadata = _read_file(path, name)
+    checkpoint = _find_state_dict(loaded, name, arch)
+    if metadata:
+        extras = {key: _decoded(value) for key, value in metadata.items() if key in EXTRA_KEYS}
+        checkpoint = Checkpoint(
+            checkpoint.state_dict, checkpoint.unwrapped, {**extras, **checkpoint.extras}
+        )
+    return checkpoint
+
+
+def _read_file(path: Path, name: str) -> tuple[object, Mapping[str, str]]:
+    """What a checkpoint file holds, read safely, and its text metadata (safetensors only)."""
     metadata: Mapping[str, str] = {}
     try:
         if not path.exists():
@@ -289,13 +301,24 @@ def open_checkpoint(path: str | os.PathLike[str], *, arch: str | None = None) ->
     except (OSError, ValueError) as error:
         reason = getattr(error, "strerror", None) or _one_line(error)
         raise WeightsError(f"{name}: cannot be read ({reason})") from None
-    checkpoint = _find_state_dict(loaded, name, arch)
-    if metadata:
-        extras = {key: _decoded(value) for key, value in metadata.items() if key in EXTRA_KEYS}
-        checkpoint = Checkpoint(
-            checkpoint.state_dict, checkpoint.unwrapped, {**extras, **checkpoint.extras}
-        )
-    return checkpoint
+    return loaded, metadata
+
+
+def architecture_of(path: str | os.PathLike[str]) -> str | None:
+    """The architecture (``"vgg16"``, ``"resnet101"``) whose keys a checkpoint's state dict
+    has, once unwrapped; None when it fits neither or cannot be read (building the network
+    then says why)."""
+    from models import MODEL_NAMES  # noqa: PLC0415 - models imports this module
+
+    path = Path(path)
+    try:
+        loaded, _ = _read_file(path, shown(path, PATH_SHOWN))
+        for arch in MODEL_NAMES:
+            if _fits(_find_state_dict(loaded, "", arch).state_dict, arch):
+                return arch
+    except WeightsError:
+        return None
+    return None
 
 
 def apply_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:

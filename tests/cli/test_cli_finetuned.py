@@ -290,7 +290,8 @@ def test_a_2_class_vgg16_explains_its_own_top1_with_its_label(
 ) -> None:
     made = checkpoint("vgg2")
     out = folder.root / "vgg2-out"
-    words = ["export", folder.photo, "--model", "vgg16", "--weights", made.path]
+    # No --model: the checkpoint's keys say it is a VGG16.
+    words = ["export", folder.photo, "--weights", made.path]
     words += ["--labels", folder.root / "vgg2.json", "--stages", "C5", "--out", out]
     run = run_fmviz(*words, "--device", device)
     assert run.status == 0, run.err
@@ -479,6 +480,26 @@ def test_info_of_a_5_class_checkpoint(folder: Folder, checkpoint, no_network: li
     assert lines[4].startswith("  preprocessing: resize shorter side to 232")
     assert "  C5    layer4       2048×7×7" in lines
     assert no_network == []
+
+
+def test_info_of_a_checkpoint_shows_the_architecture_it_fits(checkpoint, no_network) -> None:
+    run = run_fmviz("info", "--weights", checkpoint("vgg2").path)
+    assert run.status == 0, run.err
+    assert run.err == ""
+    assert run.out.startswith("vgg16: ")
+    assert "resnet101" not in run.out
+    assert run.out.splitlines()[2].startswith("  classes: 2 (softmax); ")
+    assert no_network == []
+
+
+def test_info_says_what_was_unwrapped(checkpoint, folder: Folder, no_network) -> None:
+    state = torch.load(checkpoint("ft5").path, weights_only=True)
+    lightning = folder.root / "lightning.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": 3}, lightning)
+    run = run_fmviz("info", "--weights", lightning)
+    assert run.status == 0, run.err
+    weights_line = f"  weights: {lightning} (under 'state_dict', prefix 'model.' removed)"
+    assert run.out.splitlines()[:2] == [f"resnet101: {42_510_405:,} parameters", weights_line]
 
 
 def test_info_of_a_grey_checkpoint_with_its_own_values(checkpoint, no_network: list) -> None:

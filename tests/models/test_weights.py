@@ -861,3 +861,27 @@ def test_large_finite_weights_whose_sum_overflows_are_accepted(
     assert not torch.isfinite(huge.sum())
     apply_state_dict(meta_resnet, _with(trained_like, "fc.bias", huge), source="ckpt.pth")
     assert torch.equal(meta_resnet.fc.bias, huge)
+
+
+# --- which architecture a checkpoint is for -------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "resnet101"])
+@pytest.mark.parametrize("prefix", ["", "model.", "module._orig_mod."])
+def test_the_architecture_of_a_checkpoint_is_read_from_its_keys(
+    tmp_path: Path, arch: str, prefix: str
+) -> None:
+    with torch.device("meta"):
+        keys = build_model(arch, "random").state_dict()
+    path = tmp_path / "weights.pth"
+    # Keys alone say the architecture: tensors of one number each stand in for the weights.
+    torch.save({"state_dict": {prefix + key: torch.zeros(1) for key in keys}, "epoch": 1}, path)
+    assert models.weights.architecture_of(path) == arch
+
+
+def test_a_checkpoint_of_neither_architecture_has_none(tmp_path: Path) -> None:
+    torch.save({"encoder.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    (tmp_path / "notes.txt").write_text("not weights")
+    assert models.weights.architecture_of(tmp_path / "other.pth") is None
+    assert models.weights.architecture_of(tmp_path / "notes.txt") is None
+    assert models.weights.architecture_of(tmp_path / "missing.pth") is None

@@ -20,6 +20,7 @@ from visualizer.choices import MODELS
 from visualizer.cli.options import (
     add_network_options,
     add_weights_option,
+    checkpoint_architecture,
     engine_errors,
     error,
     network_spec,
@@ -36,7 +37,11 @@ if TYPE_CHECKING:
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     info = commands.add_parser("info", help="print the networks' parameters, weights and stages")
-    info.add_argument("--model", choices=MODELS, help="one network (default: both)")
+    info.add_argument(
+        "--model",
+        choices=MODELS,
+        help="one network (default: both, or the one a --weights file fits)",
+    )
     add_weights_option(info)
     info.add_argument(
         "--size",
@@ -56,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     height, width = args.size
     status = 0
-    for name in [args.model] if args.model else MODELS:
+    fitting = None if args.model else checkpoint_architecture(args.weights)
+    for name in [args.model or fitting] if args.model or fitting else MODELS:
         try:
             model, weights = _model_and_weights(name, args.weights)
             setup = network_setup(model, network_spec(args, model=name))
@@ -137,7 +143,8 @@ def _model_and_weights(name: str, weights: str) -> tuple[nn.Module, str]:
     choice = weights.lower()
     if choice not in ("imagenet", "random"):
         model = build_model(name, weights, progress=False)
-        return model, str(model.weights_info)
+        unwrapped = model.weights_info.unwrapped
+        return model, str(model.weights_info) + (f" ({unwrapped})" if unwrapped else "")
     with torch.device("meta"):
         model = build_model(name, "random", progress=False)
     if choice == "random":

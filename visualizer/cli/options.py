@@ -46,7 +46,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--model`` (default resnet101), ``--weights``, ``--device`` and the options of a
     network of one's own (``add_network_options``)."""
     parser.add_argument(
-        "--model", choices=MODELS, default=DEFAULT_MODEL, help="network (default resnet101)"
+        "--model",
+        choices=MODELS,
+        help="network (default: a checkpoint's own architecture, else resnet101)",
     )
     add_weights_option(parser)
     parser.add_argument(
@@ -197,13 +199,24 @@ def add_compare_options(parser: argparse.ArgumentParser) -> None:
     add_network_options(parser, COMPARE_PREFIX, group=group)
 
 
+def checkpoint_architecture(weights: str | None) -> str | None:
+    """The architecture a checkpoint file's weights fit (``models.weights.architecture_of``);
+    None for named weights, a missing file, or one that fits neither (loading it says why)."""
+    if not weights or weights in ("imagenet", "random") or not Path(weights).is_file():
+        return None
+    from models.weights import architecture_of  # noqa: PLC0415 - imports torch
+
+    return architecture_of(weights)
+
+
 def network_spec(args: argparse.Namespace, *, model: str | None = None) -> NetworkSpec:
-    """The network ``args`` name: ``--model`` (else ``model``, else resnet101), ``--weights``,
-    ``--labels``, ``--mean``, ``--std``, ``--resize`` and ``--crop``."""
+    """The network ``args`` name: ``--model`` (else ``model``, else the architecture of the
+    ``--weights`` file, else resnet101), ``--weights``, ``--labels``, ``--mean``, ``--std``,
+    ``--resize`` and ``--crop``."""
     from visualizer.networks import NetworkSpec  # noqa: PLC0415
 
     return NetworkSpec(
-        args.model or model or DEFAULT_MODEL,
+        args.model or model or checkpoint_architecture(args.weights) or DEFAULT_MODEL,
         args.weights,
         **{name: getattr(args, name, None) for name in NETWORK_OPTIONS},
     )
@@ -229,7 +242,7 @@ def compare_spec(args: argparse.Namespace, main: NetworkSpec) -> NetworkSpec | N
 
     weights = args.compare_weights or ("random" if main.weights == "random" else "imagenet")
     return NetworkSpec(
-        args.compare_model or main.model,
+        args.compare_model or checkpoint_architecture(weights) or main.model,
         weights,
         **{name: getattr(args, f"compare_{name}", None) for name in NETWORK_OPTIONS},
     )

@@ -9,6 +9,7 @@ from visualizer.cli.options import (
     add_compare_options,
     add_network_options,
     add_weights_option,
+    checkpoint_architecture,
     compare_spec,
     error,
     network_spec,
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     """
     from visualizer.ui.platform_check import prepare  # noqa: PLC0415 (no Qt in it)
 
+    if args.model is None:  # a checkpoint's own architecture, else the last used
+        args.model = checkpoint_architecture(args.weights)
     main = network_spec(argparse.Namespace(**{**vars(args), "weights": args.weights or "imagenet"}))
     other = compare_spec(args, main)
     compare = args.compare
