@@ -14,12 +14,15 @@ from visualizer.ui.grid_view import GridView
 
 
 def grabbed(widget) -> np.ndarray:
-    """What ``widget`` shows, as an ``(H, W, 3)`` uint8 array."""
+    """What ``widget`` shows, as an ``(H, W, 3)`` uint8 array of its own.
+
+    A copy: ``constBits()`` does not keep the QImage alive, so an array over it would read
+    freed memory once ``image`` goes (black or garbage pixels, or a crash, depending on what
+    earlier tests left on the heap)."""
     image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
     buffer = np.frombuffer(image.constBits(), np.uint8)
-    return buffer.reshape(image.height(), image.bytesPerLine())[:, : 3 * image.width()].reshape(
-        image.height(), image.width(), 3
-    )
+    rows = buffer.reshape(image.height(), image.bytesPerLine())[:, : 3 * image.width()]
+    return rows.reshape(image.height(), image.width(), 3).copy()
 
 
 def on_screen(grid, x: float, y: float) -> tuple[int, int]:
