@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -109,6 +110,20 @@ def compare_pair(
         sides = (main, partner) if MODELS.index(main.model) == 0 else (partner, main)
         return sides, sides.index(main)
     return (main, other), 0
+
+
+def network_labels(sides: Sequence[NetworkSpec]) -> tuple[str, ...]:
+    """The names of networks shown side by side, told apart: ``NetworkSpec.label``
+    (``"VGG16"``, ``"ResNet101 · ft5.pth"``) for different architectures; the architecture and
+    its weights for one architecture twice (``"ResNet101 · ImageNet"``, ``"ResNet101 ·
+    ft5.pth"``); numbered (``" (1)"``, ``" (2)"``) where even those are the same."""
+    if len({spec.model for spec in sides}) == len(sides):
+        labels = [spec.label for spec in sides]
+    else:
+        labels = [f"{MODEL_LABELS.get(s.model, s.model)} · {s.weights_label}" for s in sides]
+    if len(set(labels)) == len(labels):
+        return tuple(labels)
+    return tuple(f"{label} ({number})" for number, label in enumerate(labels, 1))
 
 
 def network_names(sides: tuple[NetworkSpec, ...]) -> tuple[str, ...]:

@@ -27,13 +27,12 @@ from visualizer.core.comparison import (
     GAP,
     MARGIN,
     export_comparison,
-    network_labels,
     result_labels,
     shares_classes,
     side_targets,
 )
 from visualizer.core.export import ExportOptions
-from visualizer.networks import NetworkSpec
+from visualizer.networks import NetworkSpec, network_labels
 
 OWN = tuple(f"kind {index}" for index in range(1000))  # a class list of its own, 1000 long
 

@@ -255,7 +255,8 @@ def test_export_with_each_bad_checkpoint_is_one_error_line(
     case = corpus.checkpoints[key]
     image = corpus.images["plain"].path
     out = tmp_path / "out"
-    run = fmviz("export", image, "--out", out, "--weights", case.path, "--device", device)
+    words = ["--out", out, "--model", "resnet101", "--weights", case.path, "--device", device]
+    run = fmviz("export", image, *words)
     assert run.status == 1
     assert run.out == ""
     assert run.err.endswith("\n")

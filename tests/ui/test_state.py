@@ -87,7 +87,7 @@ def test_compare_mode_pairs_any_two_networks_told_apart() -> None:
     state = WindowState(fine_tuned, other=ModelSpec("resnet101", "imagenet", "cpu"))
     assert state.compare_specs() == (fine_tuned, ModelSpec("resnet101", "imagenet", "cpu"))
     assert state.lead() == fine_tuned
-    assert state.side_labels() == ("ResNet101 · ft5.pth", "ResNet101")
+    assert state.side_labels() == ("ResNet101 · ft5.pth", "ResNet101 · ImageNet")
     state.spec = ModelSpec("resnet101", "random", "cpu")
     assert state.side_labels() == ("ResNet101 · random", "ResNet101 · ImageNet")
     state.other = ModelSpec("resnet101", "random", "cpu")

@@ -184,8 +184,7 @@ def _lineup(args: argparse.Namespace) -> _Lineup:
     ``--compare`` (or any ``--compare-…`` option) both sides of the comparison
     (``visualizer.networks.compare_pair``), named by ``network_names`` (``"vgg16"``, or
     ``"resnet101-imagenet"`` and ``"resnet101-ft5"`` for one architecture twice)."""
-    from visualizer.core.comparison import network_labels  # noqa: PLC0415
-    from visualizer.networks import compare_pair, network_names  # noqa: PLC0415
+    from visualizer.networks import compare_pair, network_labels, network_names  # noqa: PLC0415
 
     main = network_spec(args)
     other = compare_spec(args, main)

@@ -17,7 +17,6 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw
 
@@ -49,9 +48,6 @@ from visualizer.core.figure import (
 )
 from visualizer.core.render import ORDERS, SCALES, Grid, overlay
 from visualizer.core.stage_summary import StageRow, stage_rows
-
-if TYPE_CHECKING:
-    from visualizer.networks import NetworkSpec
 
 COLUMN = 880  # pixels: each network's grid fits a COLUMN × COLUMN box
 MARGIN, GAP = 28, 36
@@ -90,16 +86,6 @@ class ComparedSide:
     @property
     def parameters(self) -> int:
         return sum(row.parameters for row in self.rows)
-
-
-def network_labels(specs: Sequence[NetworkSpec]) -> tuple[str, ...]:
-    """The names of compared networks in pictures, told apart: ``NetworkSpec.label``
-    (``"VGG16"``, ``"ResNet101 · ft5.pth"``) for two architectures; the architecture and its
-    weights for one architecture twice (``"ResNet101 · ImageNet"``, ``"ResNet101 · ft5.pth"``);
-    numbered (`` (1)``, `` (2)``) where even those are the same."""
-    if len({spec.model for spec in specs}) == len(specs):
-        return _numbered([spec.label for spec in specs])
-    return _numbered([f"{MODEL_LABELS.get(s.model, s.model)} · {s.weights_label}" for s in specs])
 
 
 def result_labels(results: Sequence[AnalysisResult]) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from psygnal import Signal, evented
 
-from visualizer.networks import compare_pair
+from visualizer.networks import compare_pair, network_labels
 from visualizer.ui.jobs import ModelSpec, Picture, ViewOptions
 
 SIDES = (0, 1)  # compare mode: left, right
@@ -79,22 +79,8 @@ class WindowState:
     def side_labels(self) -> tuple[str, str]:
         """The names of the sides compared, told apart: ``"ResNet101 · ImageNet"`` and
         ``"ResNet101 · random"`` where the architecture alone would name both alike."""
-        return side_labels(self.compare_specs())
-
-
-def side_labels(specs: tuple[ModelSpec, ...]) -> tuple[str, str]:
-    """Names for ``specs`` that tell them apart (see ``WindowState.side_labels``)."""
-    labels = [spec.label for spec in specs]
-    if len(set(labels)) < len(labels):
-        labels = [
-            f"{spec.label} · {spec.network.weights_label}" if spec.network.named_weights
-            else spec.label
-            for spec in specs
-        ]  # fmt: skip
-    if len(set(labels)) < len(labels):
-        labels = [f"{label} ({number})" for number, label in enumerate(labels, 1)]
-    left, right = labels
-    return left, right
+        left, right = network_labels([spec.network for spec in self.compare_specs()])
+        return left, right
 
 
 @dataclass
