@@ -238,7 +238,7 @@ def test_two_resnet101s_with_different_classes_each_explain_their_own(
     assert asked[0][1] == NetworkSpec("vgg16", "random")  # the default other side
     assert window.compare
     left, right = window.compare_view.panes
-    assert (left.label, right.label) == ("ResNet101", "ResNet101 · ft5.pth")
+    assert (left.label, right.label) == ("ResNet101 · random", "ResNet101 · ft5.pth")
     assert left.title.text().startswith("<b>ResNet101</b> · C1")
     assert right.title.text().startswith("<b>ResNet101 · ft5.pth</b> · C1")
     assert window.windowTitle() == "fmviz — chelsea.jpg — ResNet101 vs ResNet101 · ft5.pth"
