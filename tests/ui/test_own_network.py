@@ -239,9 +239,9 @@ def test_two_resnet101s_with_different_classes_each_explain_their_own(
     assert window.compare
     left, right = window.compare_view.panes
     assert (left.label, right.label) == ("ResNet101 · random", "ResNet101 · ft5.pth")
-    assert left.title.text().startswith("<b>ResNet101</b> · C1")
+    assert left.title.text().startswith("<b>ResNet101 · random</b> · C1")
     assert right.title.text().startswith("<b>ResNet101 · ft5.pth</b> · C1")
-    assert window.windowTitle() == "fmviz — chelsea.jpg — ResNet101 vs ResNet101 · ft5.pth"
+    assert window.windowTitle() == "fmviz — chelsea.jpg — ResNet101 · random vs ResNet101 · ft5.pth"
 
     # Different classes: each side explains its own top-1, and the note says so.
     assert left.data.model.num_classes == 1000
