@@ -280,7 +280,7 @@ def test_two_resnet101s_with_different_classes_each_explain_their_own(
         f"{before} {left.data.target_label} | {other_class} {LABELS[other_class]}"
     )
     assert text["explained"].startswith("each network its own class")
-    assert text["model"] == "ResNet101 | ResNet101 · ft5.pth"
+    assert text["model"] == "ResNet101 · random | ResNet101 · ft5.pth"
 
     # The side compared is remembered.
     saved = QSettings(settings_path, QSettings.Format.IniFormat)
