@@ -774,13 +774,13 @@ class MainWindow(QMainWindow):
             unwrapped = f" ({info.unwrapped})" if info.unwrapped else ""
             network = info.spec.network
             if network.named_weights:  # "ResNet101 random (untrained, seed 0)"
-                name = f"{labels[index]} {info.weights}" if labels else info.weights
+                name = f"{info.spec.label} {info.weights}" if labels else info.weights
             else:  # "ResNet101 · ft5.pth": the label names the file
                 name = labels[index] if labels else network.weights_label
             # Two compared leave the unwrapping to the tooltip: the bar is full.
             weights.append(name if labels else f"{name}{unwrapped}")
             details.append(f"{info.weights}{unwrapped}")
-        self.weights_label.setText(f"Weights: {' · '.join(dict.fromkeys(weights))}")
+        self.weights_label.setText(f"Weights: {' | '.join(dict.fromkeys(weights))}")
         self.weights_label.setToolTip("\n".join(dict.fromkeys(details)))
         sources = [info.labels_source for info in infos]
         self.labels_label.setText(f"Labels: {each(sources)}" if any(sources) else "")
@@ -838,11 +838,9 @@ class MainWindow(QMainWindow):
         if self.requests.compare_pending or not self.compare_view.complete(self.current):
             return  # the other pane still shows an earlier request
         self.requests.good_device = self.spec.device
-        tops = " · ".join(
-            f"{pane.label} {d.topk[0][1]} ({d.topk[0][2] * 100:.1f} %) in {d.total_ms:.0f} ms"
-            for pane, d in zip(panes, shown, strict=True)
-        )
-        self.statusBar().showMessage(f"{self.pictures[data.picture].label}: {tops}", 10000)
+        # Short: the panes' titles give each top-1, and the labels beside it fill the bar.
+        times = " | ".join(f"{d.total_ms:.0f}" for d in shown)
+        self.statusBar().showMessage(f"{self.pictures[data.picture].label}: {times} ms", 10000)
         self.view_shown.emit()
 
     def _exported(self, paths: list[Path]) -> None:
