@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,6 +32,7 @@ from visualizer.core import export as core_export
 from visualizer.core.export import ExportOptions, output_names
 
 STAGES = ("C1", "C2", "C3", "C4", "C5")
+SESSION_DEVICES = {"cpu", os.environ.get("FMVIZ_TEST_DEVICE", "cpu")}  # as ``device`` says
 
 
 class Run(NamedTuple):
@@ -66,13 +68,16 @@ def files_in(folder: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def shared_analyzers() -> Iterator[None]:
-    """Build each network once for the in-process runs of this module."""
+def shared_analyzers(networks) -> Iterator[None]:
+    """Build each network once for the in-process runs of this module; the random ones on the
+    test device are the session's (``networks``: built once for every folder's tests)."""
     built: dict[tuple[str, str, str], Analyzer] = {}
 
     def analyzer(model: str, weights: str, device: str, **options: object) -> Analyzer:
         if options:  # a network of one's own: its own analyzer
             return Analyzer(model, weights, device, **options)
+        if str(weights) == "random" and str(device) in SESSION_DEVICES:
+            return networks.analyzer(model, str(device))
         key = (model, str(weights), str(device))
         if key not in built:
             built[key] = Analyzer(model, weights, device)
@@ -90,85 +95,6 @@ def run_export(*words: str | Path, device: str) -> Run:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = main(argv)
     return Run(status, out.getvalue(), err.getvalue())
-
-
-# --- two good images and four bad inputs, end to end through python -m visualizer ---
-
-
-class MixedRun(NamedTuple):
-    result: subprocess.CompletedProcess[str]
-    out: Path
-    good: dict[str, Path]  # stem: image
-    bad: dict[Path, str]  # input: what its reason says
-
-
-@pytest.fixture(scope="module")
-def mixed(tmp_path_factory: pytest.TempPathFactory, device: str) -> MixedRun:
-    folder = tmp_path_factory.mktemp("mixed")
-    good = {
-        "photo": write_image(folder / "photo.png", seed=1),
-        "snap": write_image(folder / "snap.jpg", seed=2),
-    }
-    (folder / "a folder").mkdir()
-    (folder / "empty.png").write_bytes(b"")
-    (folder / "x.jpg").write_text("this is not a picture\n")
-    bad = {
-        folder / "missing.png": "no such file",
-        folder / "a folder": "no images in this folder",
-        folder / "empty.png": "the file is empty",
-        folder / "x.jpg": "not an image",
-    }
-    out = folder / "out"
-    inputs = [good["photo"], *list(bad)[:2], good["snap"], *list(bad)[2:]]
-    options = ["--out", str(out), "--weights", "random", "--device", device]
-    result = subprocess.run(
-        [sys.executable, "-m", "visualizer", "export", *map(str, inputs), *options],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=180,
-    )
-    return MixedRun(result, out, good, bad)
-
-
-def test_a_failed_input_makes_the_exit_status_1(mixed: MixedRun) -> None:
-    assert mixed.result.returncode == 1, mixed.result.stderr
-
-
-def test_each_bad_input_is_one_error_line_naming_it(mixed: MixedRun) -> None:
-    assert "Traceback" not in mixed.result.stderr
-    lines = mixed.result.stderr.splitlines()
-    assert len(lines) == len(mixed.bad), mixed.result.stderr
-    for line, (path, reason) in zip(lines, mixed.bad.items(), strict=True):
-        assert line.startswith(f"error: {path}: "), line
-        assert reason in line
-
-
-def test_the_good_images_are_all_exported_under_the_contract_names(mixed: MixedRun) -> None:
-    expected = set().union(*(contract_names(stem) for stem in mixed.good))
-    assert files_in(mixed.out) == expected  # nothing else: no file for a bad input, no .part
-    for stem, image in mixed.good.items():
-        grid = mixed.out / f"{stem}_resnet101_C1.png"
-        with Image.open(grid) as picture:
-            assert picture.text["source"] == str(image)
-            assert picture.text["stage"] == "C1"
-        with Image.open(mixed.out / f"{stem}_resnet101_gradcam_C5.png") as picture:
-            assert picture.size == (224, 224)
-        with (mixed.out / f"{stem}_resnet101_timings.csv").open(newline="") as file:
-            rows = list(csv.reader(file))
-        assert rows[0] == ["layer", "type", "milliseconds"]
-        assert len(rows) > 300  # every leaf layer of ResNet101
-
-
-def test_no_temporary_file_is_left(mixed: MixedRun) -> None:
-    left = [name for name in files_in(mixed.out) if name.endswith(".part") or name[0] == "."]
-    assert left == []
-
-
-def test_stdout_has_a_summary_line(mixed: MixedRun) -> None:
-    # Five images: the two good ones and three bad files; the empty folder holds none.
-    summary = f"exported 2 of 5 images (14 files) to {mixed.out}"
-    assert mixed.result.stdout.splitlines() == [summary]
 
 
 def test_output_names_are_the_contract_names() -> None:
@@ -826,3 +752,101 @@ def test_an_image_with_oversized_metadata_is_exported_with_one_note(
     assert run.err.count("\n") == 1
     assert "Warning" not in run.err
     assert run.out == f"exported 1 of 1 images (3 files) to {out}\n"
+
+
+# --- two good images and four bad inputs, end to end through python -m visualizer ---
+
+
+class MixedRun(NamedTuple):
+    result: subprocess.CompletedProcess[str]
+    out: Path
+    good: dict[str, Path]  # stem: image
+    bad: dict[Path, str]  # input: what its reason says
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mixed_running(
+    tmp_path_factory: pytest.TempPathFactory, device: str
+) -> Iterator[tuple[Path, dict[str, Path], dict[Path, str], Future]]:
+    """The end-to-end run below, started with the module's first test: its 5 s (most of it
+    importing torch and torchvision on one core) pass while the in-process tests run; its
+    tests come last in the module, and wait for it (``mixed``)."""
+    folder = tmp_path_factory.mktemp("mixed")
+    good = {
+        "photo": write_image(folder / "photo.png", seed=1),
+        "snap": write_image(folder / "snap.jpg", seed=2),
+    }
+    (folder / "a folder").mkdir()
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "x.jpg").write_text("this is not a picture\n")
+    bad = {
+        folder / "missing.png": "no such file",
+        folder / "a folder": "no images in this folder",
+        folder / "empty.png": "the file is empty",
+        folder / "x.jpg": "not an image",
+    }
+    out = folder / "out"
+    inputs = [good["photo"], *list(bad)[:2], good["snap"], *list(bad)[2:]]
+    options = ["--out", str(out), "--weights", "random", "--device", device]
+    with ThreadPoolExecutor(1, thread_name_prefix="test-mixed") as pool:
+        yield (
+            out,
+            good,
+            bad,
+            pool.submit(
+                subprocess.run,
+                [sys.executable, "-m", "visualizer", "export", *map(str, inputs), *options],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=180,
+                env=dict(os.environ),  # as it is now, not as a test's monkeypatch leaves it
+                cwd=os.getcwd(),  # likewise
+            ),
+        )
+
+
+@pytest.fixture(scope="module")
+def mixed(mixed_running) -> MixedRun:
+    out, good, bad, running = mixed_running
+    return MixedRun(running.result(), out, good, bad)
+
+
+def test_a_failed_input_makes_the_exit_status_1(mixed: MixedRun) -> None:
+    assert mixed.result.returncode == 1, mixed.result.stderr
+
+
+def test_each_bad_input_is_one_error_line_naming_it(mixed: MixedRun) -> None:
+    assert "Traceback" not in mixed.result.stderr
+    lines = mixed.result.stderr.splitlines()
+    assert len(lines) == len(mixed.bad), mixed.result.stderr
+    for line, (path, reason) in zip(lines, mixed.bad.items(), strict=True):
+        assert line.startswith(f"error: {path}: "), line
+        assert reason in line
+
+
+def test_the_good_images_are_all_exported_under_the_contract_names(mixed: MixedRun) -> None:
+    expected = set().union(*(contract_names(stem) for stem in mixed.good))
+    assert files_in(mixed.out) == expected  # nothing else: no file for a bad input, no .part
+    for stem, image in mixed.good.items():
+        grid = mixed.out / f"{stem}_resnet101_C1.png"
+        with Image.open(grid) as picture:
+            assert picture.text["source"] == str(image)
+            assert picture.text["stage"] == "C1"
+        with Image.open(mixed.out / f"{stem}_resnet101_gradcam_C5.png") as picture:
+            assert picture.size == (224, 224)
+        with (mixed.out / f"{stem}_resnet101_timings.csv").open(newline="") as file:
+            rows = list(csv.reader(file))
+        assert rows[0] == ["layer", "type", "milliseconds"]
+        assert len(rows) > 300  # every leaf layer of ResNet101
+
+
+def test_no_temporary_file_is_left(mixed: MixedRun) -> None:
+    left = [name for name in files_in(mixed.out) if name.endswith(".part") or name[0] == "."]
+    assert left == []
+
+
+def test_stdout_has_a_summary_line(mixed: MixedRun) -> None:
+    # Five images: the two good ones and three bad files; the empty folder holds none.
+    summary = f"exported 2 of 5 images (14 files) to {mixed.out}"
+    assert mixed.result.stdout.splitlines() == [summary]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +26,7 @@ from visualizer.core import Analyzer
 
 STAGES = ("C1", "C2", "C3", "C4", "C5")
 MODELS = ("vgg16", "resnet101")
+SESSION_DEVICES = {"cpu", os.environ.get("FMVIZ_TEST_DEVICE", "cpu")}  # as ``device`` says
 
 
 class Run(NamedTuple):
@@ -36,20 +37,22 @@ class Run(NamedTuple):
     err: str
 
 
-@functools.cache
-def shared(model: str, weights: str, device: str) -> Analyzer:
-    """Each network, built once for this module."""
-    return Analyzer(model, weights, device, progress=False)
-
-
 @pytest.fixture(scope="module", autouse=True)
-def shared_analyzers() -> Iterator[None]:
+def shared_analyzers(networks) -> Iterator[None]:
+    """Each network built once: the session's random ones (``networks``, shared with every
+    folder's tests), any other kind once for this module."""
+    built: dict[tuple[str, str, str], Analyzer] = {}
+
+    def shared(model: str, weights: object, device: object, **_: object) -> Analyzer:
+        if str(weights) == "random" and str(device) in SESSION_DEVICES:
+            return networks.analyzer(model, str(device))
+        key = (model, str(weights), str(device))
+        if key not in built:
+            built[key] = Analyzer(model, str(weights), str(device), progress=False)
+        return built[key]
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            engine,
-            "Analyzer",
-            lambda model, weights, device, **_: shared(model, str(weights), str(device)),
-        )
+        patch.setattr(engine, "Analyzer", shared)
         yield
 
 
@@ -96,11 +99,12 @@ def files_in(folder: Path) -> set[str]:
 
 def top1(model: str, image: Path, device: str) -> int:
     """The class ``model`` (random weights) ranks first for ``image``: its largest logit."""
-    return int(torch.argmax(shared(model, "random", device).analyze(image).logits))
+    # engine.Analyzer is the module's shared one here (shared_analyzers)
+    return int(torch.argmax(engine.Analyzer(model, "random", device).analyze(image).logits))
 
 
 def label(index: int, device: str) -> str:
-    return shared("resnet101", "random", device).categories[index]
+    return engine.Analyzer("resnet101", "random", device).categories[index]
 
 
 def targets_in(out: Path, stem: str, stages: tuple[str, ...], cam: str = "C5") -> dict[str, str]:

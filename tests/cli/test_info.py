@@ -6,13 +6,22 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 import pytest
 import torch
 
 from visualizer.cli import main
+
+
+class DashM(NamedTuple):
+    missing: Path
+    running: Future[subprocess.CompletedProcess[str]]
+
 
 PARAMETERS = {"vgg16": "138,357,544", "resnet101": "44,549,160"}
 
@@ -172,24 +181,29 @@ def test_bad_usage_exits_2(words: list[str], capsys: pytest.CaptureFixture[str])
     assert "usage: fmviz" in capsys.readouterr().err
 
 
-def test_python_dash_m_visualizer_runs_without_a_traceback(tmp_path: Path) -> None:
-    missing = tmp_path / "missing.pth"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "visualizer",
-            "info",
-            "--model",
-            "resnet101",
-            "--weights",
-            str(missing),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+@pytest.fixture(scope="module", autouse=True)
+def dash_m(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashM]:
+    """``python -m visualizer info`` with a missing weights file, started with the module's
+    first test: its 5 s (nearly all of it importing torch and torchvision on one core) pass
+    while the in-process tests run; the test below waits for it and judges it."""
+    missing = tmp_path_factory.mktemp("dash-m") / "missing.pth"
+    words = ["info", "--model", "resnet101", "--weights", str(missing)]
+    with ThreadPoolExecutor(1, thread_name_prefix="test-dash-m") as pool:
+        yield DashM(missing, pool.submit(
+            subprocess.run,
+            [sys.executable, "-m", "visualizer", *words],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            env=dict(os.environ),  # as it is now, not as a test's monkeypatch leaves it
+            cwd=os.getcwd(),  # likewise
+        ))  # fmt: skip
+
+
+def test_python_dash_m_visualizer_runs_without_a_traceback(dash_m: DashM) -> None:
+    missing = dash_m.missing
+    result = dash_m.running.result()
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: {missing}: no such file (weights are 'imagenet', 'random' or a checkpoint path)"

@@ -4,7 +4,7 @@ after the last test that uses them."""
 
 from __future__ import annotations
 
-import functools
+import gc
 from collections.abc import Callable
 
 import pytest
@@ -28,6 +28,26 @@ def seeded_torchvision_model(arch: str, seed: int) -> nn.Module:
         return TORCHVISION_BUILDERS[arch]().eval()
 
 
+class OneAtATime:
+    """``build(arch)``, cached for one architecture at a time: the one held goes before
+    another is built (a module's tests are grouped by architecture; a VGG16 is 0.53 GB)."""
+
+    def __init__(self, build: ModelOf) -> None:
+        self._build = build
+        self._held: dict[str, nn.Module] = {}
+
+    def __call__(self, arch: str) -> nn.Module:
+        if arch not in self._held:
+            if self._held:
+                self.clear()
+                gc.collect()
+            self._held[arch] = self._build(arch)
+        return self._held[arch]
+
+    def clear(self) -> None:
+        self._held.clear()
+
+
 @pytest.fixture(scope="module", params=sorted(TORCHVISION_BUILDERS))
 def arch(request: pytest.FixtureRequest) -> str:
     """Module scope: grouped by architecture within a module, not across folders (see
@@ -42,11 +62,12 @@ def torchvision_with_seed() -> Callable[[str, int], nn.Module]:
 
 @pytest.fixture(scope="session")
 def torchvision_model(release_after_last_use, request: pytest.FixtureRequest) -> ModelOf:
-    """torchvision's model of an architecture with seed 1 (unlike our seed-0 random weights);
-    let go after each module's last test that uses it (test_weights.py asks for it once, at
-    its end: its other tests build networks of their own meanwhile)."""
-    cached = functools.cache(lambda arch: seeded_torchvision_model(arch, seed=1))
-    release_after_last_use(request.fixturename, cached.cache_clear, each_module=True)
+    """torchvision's model of an architecture with seed 1 (unlike our seed-0 random weights),
+    one architecture at a time; let go after each module's last test that uses it
+    (test_weights.py asks for it once, at its end: its other tests build networks of their
+    own meanwhile)."""
+    cached = OneAtATime(lambda arch: seeded_torchvision_model(arch, seed=1))
+    release_after_last_use(request.fixturename, cached.clear, each_module=True)
     return cached
 
 
@@ -61,13 +82,14 @@ def random_model(networks) -> ModelOf:
 def loaded_model(
     torchvision_model: ModelOf, release_after_last_use, request: pytest.FixtureRequest
 ) -> ModelOf:
-    """Our model of an architecture holding the state dict of ``torchvision_model``."""
+    """Our model of an architecture holding the state dict of ``torchvision_model``, one
+    architecture at a time; let go after the last test that uses it."""
 
     def build(arch: str) -> nn.Module:
         model = build_model(arch, "random")
         model.load_state_dict(torchvision_model(arch).state_dict(), strict=True)
         return model
 
-    cached = functools.cache(build)
-    release_after_last_use(request.fixturename, cached.cache_clear)
+    cached = OneAtATime(build)
+    release_after_last_use(request.fixturename, cached.clear)
     return cached

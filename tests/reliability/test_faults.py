@@ -681,10 +681,12 @@ class _Connection:
 
 
 @pytest.fixture(scope="module")
-def checkpoint() -> tuple[bytes, dict[str, torch.Tensor]]:
+def checkpoint(networks) -> tuple[bytes, dict[str, torch.Tensor]]:
     """A ResNet101 checkpoint in torchvision's format (random weights, not the real ones),
-    as bytes, and its state dict."""
-    state = build_model("resnet101", "random").state_dict()
+    as bytes, and its state dict: the session's random ResNet101's (``networks``, what
+    ``build_model("resnet101", "random")`` gives), each weight moved a little (new tensors:
+    the shared network is left as it is)."""
+    state = networks.model("resnet101").state_dict()
     state = {key: tensor + 0.001 if tensor.is_floating_point() else tensor
              for key, tensor in state.items()}  # fmt: skip
     buffer = io.BytesIO()

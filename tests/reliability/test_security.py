@@ -14,6 +14,7 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -172,21 +173,34 @@ def test_every_checkpoint_is_read_with_weights_only_or_safetensors(
     assert not corpus.marker.exists()
 
 
-def test_fmviz_export_with_a_malicious_checkpoint_end_to_end(corpus: Corpus) -> None:
+@pytest.fixture(scope="module", autouse=True)
+def end_to_end(written_corpus: Corpus) -> Iterator[Future[subprocess.CompletedProcess[str]]]:
+    """The end-to-end run of the test below, started with the module's first test: its 3 s
+    (most of it importing torch and torchvision on one core) pass while the in-process tests
+    run. Whatever it ran would show there too (each test's ``corpus`` checks the marker)."""
+    evil = written_corpus.checkpoints["malicious-shell"].path
+    images = [str(written_corpus.image_folder / name) for name in SHELL_NAMES]
+    words = ["export", *images, "--out", "out", "--weights", str(evil), "--device", "cpu"]
+    with ThreadPoolExecutor(1, thread_name_prefix="test-end-to-end") as pool:
+        yield pool.submit(
+            subprocess.run,
+            [sys.executable, "-m", "visualizer", *words],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            cwd=written_corpus.image_folder,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+
+def test_fmviz_export_with_a_malicious_checkpoint_end_to_end(
+    corpus: Corpus, end_to_end: Future[subprocess.CompletedProcess[str]]
+) -> None:
     """``python -m visualizer export`` in a process of its own, images named like shell
     commands, weights that would run a shell command: one error line, exit 1, nothing run."""
     evil = corpus.checkpoints["malicious-shell"].path
-    images = [str(corpus.image_folder / name) for name in SHELL_NAMES]
-    words = ["export", *images, "--out", "out", "--weights", str(evil), "--device", "cpu"]
-    result = subprocess.run(
-        [sys.executable, "-m", "visualizer", *words],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        cwd=corpus.image_folder,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    result = end_to_end.result()
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [

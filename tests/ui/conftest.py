@@ -314,7 +314,9 @@ class Command:
         return status, self.stderr.read_text(errors="replace")
 
 
-def _start_command(folder: Path, name: str, image: str) -> Command:
+def _start_command(
+    folder: Path, name: str, image: str, options: tuple[str, ...] = COMMAND_OPTIONS
+) -> Command:
     script = Path(sys.executable).with_name("fmviz")
     program = [str(script)] if script.is_file() else [sys.executable, "-m", "visualizer"]
     screenshot = folder / f"{name}.png"
@@ -327,7 +329,7 @@ def _start_command(folder: Path, name: str, image: str) -> Command:
     stderr = folder / f"{name}.err"
     with stderr.open("wb") as errors:
         process = subprocess.Popen(
-            [*program, image, *COMMAND_OPTIONS, "--screenshot", str(screenshot)],
+            [*program, image, *options, "--screenshot", str(screenshot)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=errors,
@@ -335,6 +337,12 @@ def _start_command(folder: Path, name: str, image: str) -> Command:
             cwd=folder,
         )
     return Command(process, screenshot, stderr, time.monotonic())
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -350,6 +358,16 @@ def window_commands(
         broken.write_bytes(b"\xff\xd8\xff\xe0 a JPEG header, and nothing after it")
         commands["sample"] = _start_command(folder, "sample", str(SAMPLES / "chelsea.jpg"))
         commands["broken"] = _start_command(folder, "broken", str(broken))
+        if not _cuda_available():  # else its test is skipped
+            # A device saved by a session on another machine (CUDA, missing here); the
+            # command line names no device.
+            saved = QSettings(str(folder / "saved-device.ini"), QSettings.Format.IniFormat)
+            saved.setValue("device", "cuda")
+            saved.sync()
+            del saved
+            commands["saved-device"] = _start_command(
+                folder, "saved-device", str(SAMPLES / "chelsea.jpg"), ("--weights", "random")
+            )
     yield commands
     for command in commands.values():
         if command.process.poll() is None:

@@ -3,17 +3,9 @@ complete view is saved (started in the background by conftest's ``window_command
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSettings
-
-SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -48,29 +40,16 @@ def test_only_a_broken_image_exits_1_naming_it(window_commands) -> None:
     assert status == 1, "still running a minute after the start" if status is None else stderr
 
 
-def test_a_screenshot_ignores_a_device_saved_by_another_session(tmp_path: Path) -> None:
+def test_a_screenshot_ignores_a_device_saved_by_another_session(window_commands) -> None:
     # A screenshot shows what the command line says: a device saved from a session on another
-    # machine (CUDA, here missing) neither fails the run nor leaves an error on the picture.
+    # machine (CUDA, here missing; conftest's ``window_commands`` saves it in the run's
+    # settings) neither fails the run nor leaves an error on the picture.
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    settings = tmp_path / "settings.ini"
-    saved = QSettings(str(settings), QSettings.Format.IniFormat)
-    saved.setValue("device", "cuda")
-    saved.sync()
-    shot = tmp_path / "shot.png"
-    environment = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "FMVIZ_SETTINGS": str(settings)}
-    chelsea = str(SAMPLES / "chelsea.jpg")
-    done = subprocess.run(
-        [sys.executable, "-m", "visualizer", chelsea, "--weights", "random", "--screenshot", shot],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
-    assert error_lines(done.stderr) == []
-    assert done.returncode == 0, done.stderr
-    assert shot.stat().st_size > 50_000
+    command = window_commands["saved-device"]
+    status, stderr = command.finish(deadline_s=300)
+    assert error_lines(stderr) == []
+    assert status == 0, stderr
+    assert command.screenshot.stat().st_size > 50_000
