@@ -41,6 +41,13 @@ def _lock_of(model: nn.Module) -> threading.Lock:
         return _model_locks.setdefault(model, threading.Lock())
 
 
+def probabilities_of(logits: torch.Tensor, scores: str) -> torch.Tensor:
+    """Class probabilities from ``logits`` ``(classes,)``: ``scores`` ``"softmax"``, or
+    ``"sigmoid"`` for a one-output head (a binary classifier: a softmax over one class would
+    always be 1)."""
+    return torch.sigmoid(logits) if scores == "sigmoid" else torch.softmax(logits, dim=0)
+
+
 @dataclass(frozen=True, eq=False)
 class AnalysisResult:
     """What one network made of one image. Every tensor is on the CPU.
@@ -406,8 +413,7 @@ class Analyzer:
         timings: list[Timing],
         shapes: dict[str, tuple[int, ...]],
     ) -> AnalysisResult:
-        # A one-output head is a binary classifier: a softmax over one class is always 1.
-        probabilities = torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=0)
+        probabilities = probabilities_of(logits, "sigmoid" if self.binary else "softmax")
         top = torch.topk(probabilities, min(TOP_K, probabilities.numel()))
         topk = [
             (index, self.categories[index] if index < len(self.categories) else str(index), p)

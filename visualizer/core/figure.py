@@ -22,6 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from visualizer.choices import MODEL_LABELS, ORDERS
+from visualizer.core.analysis import probabilities_of
 from visualizer.core.render import LEVELS, Grid, GridLayout, colormap_table, overlay
 
 if TYPE_CHECKING:
@@ -121,9 +122,7 @@ def class_standing(result: AnalysisResult, index: int) -> tuple[float, int, int]
     ``result.scores == "sigmoid"``, the sigmoid of that output), its rank (1 for the top-1)
     and the number of classes."""
     logits = result.logits.detach().double().cpu()  # a tiny probability stays above 0
-    if result.scores == "sigmoid":
-        return float(torch.sigmoid(logits[index])), 1, logits.numel()
-    probability = float(torch.softmax(logits, dim=0)[index])
+    probability = float(probabilities_of(logits, result.scores)[index])
     rank = 1 + int((logits > logits[index]).sum())
     return probability, rank, logits.numel()
 

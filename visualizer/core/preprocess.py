@@ -54,7 +54,22 @@ class Preprocessing:
     std: tuple[float, ...]
     interpolation: str = "bilinear"
     channels: int = 3
-    source: str = field(default=DEFAULT_SOURCE, compare=False)
+    # Where the values come from: those named in ``given`` were given by the user, those in
+    # ``stored`` by the checkpoint (``"mean"``, ``"std"``, ``"crop"``, ``"resize"``);
+    # ``averaged``: a one-channel network's mean and std are ImageNet's averaged over RGB.
+    given: tuple[str, ...] = field(default=(), compare=False)
+    stored: tuple[str, ...] = field(default=(), compare=False)
+    averaged: bool = field(default=False, compare=False)
+
+    @property
+    def source(self) -> str:
+        """Where the values come from, in words (for the status bar and metadata), e.g.
+        ``"mean given; crop from the checkpoint; the rest torchvision's ImageNet transform"``."""
+        said = [f"{name} given" for name in self.given]
+        said += [f"{name} from the checkpoint" for name in self.stored]
+        if self.averaged:
+            said.append("mean and std: ImageNet's averaged over RGB")
+        return "; ".join([*said, f"the rest {DEFAULT_SOURCE}"]) if said else DEFAULT_SOURCE
 
     @classmethod
     def for_weights(cls, weights: object) -> Preprocessing:
@@ -77,7 +92,6 @@ class Preprocessing:
         resize: int | None = None,
         crop: int | None = None,
         stored: Mapping[str, object] | None = None,
-        given_by: str = "given",
     ) -> Preprocessing:
         """This transform with a network's own values: those given here first, then those
         ``stored`` in its checkpoint (``mean``, ``std``, ``input_size``), else this one's.
@@ -91,14 +105,15 @@ class Preprocessing:
                 ``channels``, a std of 0, a size outside 8–4096 pixels), one line each.
         """
         stored = stored or {}
-        sources: list[str] = []
+        given_names: list[str] = []
+        stored_names: list[str] = []
 
         def pick(name: str, given: object, from_checkpoint: object) -> object:
             if given is not None:
-                sources.append(f"{name} {given_by}")
+                given_names.append(name)
                 return given
             if from_checkpoint is not None:
-                sources.append(f"{name} from the checkpoint")
+                stored_names.append(name)
                 return from_checkpoint
             return None
 
@@ -118,11 +133,6 @@ class Preprocessing:
             new_resize = round(new_crop * self.resize / self.crop)
         else:
             new_resize = self.resize
-        source = self.source
-        if channels != len(self.mean) and mean_values is None:
-            sources.append("mean and std: ImageNet's averaged over RGB")
-        if sources:
-            source = "; ".join(sources) + f"; the rest {self.source}"
         return dataclasses.replace(
             self,
             resize=new_resize,
@@ -130,7 +140,9 @@ class Preprocessing:
             mean=new_mean,
             std=new_std,
             channels=channels,
-            source=source,
+            given=tuple(given_names),
+            stored=tuple(stored_names),
+            averaged=channels != len(self.mean) and mean_values is None,
         )
 
     def __call__(self, image: Image.Image) -> tuple[torch.Tensor, Image.Image]:

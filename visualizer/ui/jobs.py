@@ -241,6 +241,7 @@ class Session:
         compared with ``partner`` and their classes differ, it explains its own class
         instead: ``own_target``, else its own top-1 (``ViewData.shared`` is then False).
         """
+        from visualizer.core.analysis import probabilities_of  # noqa: PLC0415
         from visualizer.core.render import colormap_table  # noqa: PLC0415
         from visualizer.core.stage_summary import stage_rows  # noqa: PLC0415
 
@@ -259,7 +260,7 @@ class Session:
         if options.order == "gradcam":
             weights = self._cam(spec, picture, result, options.stage, target).channel_weights
         grid = _grid(stage, options, weights, on_screen=True)
-        probabilities = _probabilities(result)
+        probabilities = probabilities_of(result.logits.float(), result.scores)
         return ViewData(
             picture=picture.key,
             model=info,
@@ -529,7 +530,7 @@ def describe_preprocessing(preprocessing: Any) -> str:
     def numbers(values: Any) -> str:
         return ",".join(f"{value:g}" for value in values)
 
-    source = _source_in_short(str(getattr(preprocessing, "source", "")))
+    source = _source_in_short(preprocessing)
     text = f"resize {preprocessing.resize}, crop {preprocessing.crop}"
     if source != DEFAULT_INPUT:  # ImageNet's mean and std go without saying
         text += f", mean {numbers(preprocessing.mean)}, std {numbers(preprocessing.std)}"
@@ -538,25 +539,12 @@ def describe_preprocessing(preprocessing: Any) -> str:
     return f"{text} ({source})"
 
 
-def _source_in_short(source: str) -> str:
+def _source_in_short(preprocessing: Any) -> str:
     """Where preprocessing values come from, in a word or two: ``"ImageNet default"``,
     ``"from the checkpoint"``, ``"given"``, ``"given, from the checkpoint"``."""
-    parts = [part.strip() for part in source.split(";")]
-    said = []
-    if any(part and not part.startswith("the rest") and "checkpoint" not in part
-           and "averaged" not in part for part in parts[:-1]):  # fmt: skip
-        said.append("given")
-    if "checkpoint" in source:
-        said.append("from the checkpoint")
+    said = ["given"] if getattr(preprocessing, "given", ()) else []
+    said += ["from the checkpoint"] if getattr(preprocessing, "stored", ()) else []
     return ", ".join(said) or DEFAULT_INPUT
-
-
-def _probabilities(result: AnalysisResult) -> Any:
-    """The network's scores: a sigmoid for one output, else a softmax."""
-    logits = result.logits.float()
-    if getattr(result, "scores", "softmax") == "sigmoid":
-        return logits.sigmoid()
-    return logits.softmax(0)
 
 
 def untrained_banner(infos: list[ModelInfo], *, load_weights: bool = True) -> str | None:

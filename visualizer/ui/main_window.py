@@ -769,6 +769,14 @@ class MainWindow(QMainWindow):
         def each(texts: list[str]) -> str:
             return texts[0] if len(set(texts)) == 1 else " | ".join(texts)
 
+        def each_input(texts: list[str]) -> str:
+            """``"resize 256, crop 224 | resize 232, crop 224 (ImageNet default)"``: where
+            both come from, said once."""
+            heads, _, sources = zip(*(text.rpartition(" (") for text in texts), strict=True)
+            if len(set(texts)) > 1 and len(set(sources)) == 1 and all(heads):
+                return f"{' | '.join(heads)} ({sources[0]}"
+            return each(texts)
+
         weights, details = [], []
         for index, info in enumerate(infos):
             unwrapped = f" ({info.unwrapped})" if info.unwrapped else ""
@@ -785,7 +793,7 @@ class MainWindow(QMainWindow):
         sources = [info.labels_source for info in infos]
         self.labels_label.setText(f"Labels: {each(sources)}" if any(sources) else "")
         inputs = [info.preprocessing for info in infos]
-        self.preprocessing_label.setText(f"Input: {each(inputs)}" if any(inputs) else "")
+        self.preprocessing_label.setText(f"Input: {each_input(inputs)}" if any(inputs) else "")
         self.preprocessing_label.setToolTip(
             "\n".join(dict.fromkeys(info.preprocessing_detail for info in infos))
         )
