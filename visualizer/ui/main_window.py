@@ -846,9 +846,9 @@ class MainWindow(QMainWindow):
         if self.requests.compare_pending or not self.compare_view.complete(self.current):
             return  # the other pane still shows an earlier request
         self.requests.good_device = self.spec.device
-        # Short: the panes' titles give each top-1, and the labels beside it fill the bar.
-        times = " | ".join(f"{d.total_ms:.0f}" for d in shown)
-        self.statusBar().showMessage(f"{self.pictures[data.picture].label}: {times} ms", 10000)
+        # No message: the panes' titles give each top-1, the strip below their times, and the
+        # labels of both networks fill the bar (a message there would be cut off).
+        self.statusBar().clearMessage()
         self.view_shown.emit()
 
     def _exported(self, paths: list[Path]) -> None:
