@@ -18,7 +18,6 @@ import csv
 import functools
 import io
 import json
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -449,22 +448,6 @@ def test_without_target_the_other_side_explains_its_top1_too(
 
 
 # --- fmviz info ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every connection or download attempt is recorded and fails, as offline."""
-    attempts: list[object] = []
-
-    def refuse(*args: object, **_kwargs: object) -> None:
-        attempts.append(args)
-        raise OSError(101, "Network is unreachable")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(torch.hub, "urlopen", refuse)
-    return attempts
 
 
 def test_info_of_a_5_class_checkpoint(folder: Folder, checkpoint, no_network: list) -> None:

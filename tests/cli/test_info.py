@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,22 +31,6 @@ def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "torch-home"
     monkeypatch.setenv("TORCH_HOME", str(home))
     return home
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every connection or download attempt is recorded and fails, as offline."""
-    attempts: list[object] = []
-
-    def refuse(*args: object, **_kwargs: object) -> None:
-        attempts.append(args)
-        raise OSError(101, "Network is unreachable")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(torch.hub, "urlopen", refuse)
-    return attempts
 
 
 def torchvision_file(arch: str) -> str:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 from visualizer.choices import DEVICES, MODELS, STAGES
+from visualizer.networks import NetworkSpec, parse_size, parse_values
 
-if TYPE_CHECKING:
-    from visualizer.networks import NetworkSpec
-
+T = TypeVar("T")
 DEFAULT_MODEL = "resnet101"
 # The options of a network of one's own, by their ``dest`` without a prefix.
 NETWORK_OPTIONS = ("labels", "mean", "std", "resize", "crop")
@@ -114,24 +114,21 @@ def target_problem(target: int | None, classes: int) -> str | None:
     return f"--target {target}: the network has {classes} classes (0–{classes - 1})"
 
 
-def values(text: str) -> tuple[float, ...]:
-    """``--mean`` / ``--std``: ``R,G,B`` or one value (``visualizer.networks.parse_values``)."""
-    from visualizer.networks import parse_values  # noqa: PLC0415
+def argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """``parse`` as an argparse ``type``: its ``ValueError`` becomes the option's error."""
 
-    try:
-        return parse_values(text)
-    except ValueError as failure:
-        raise argparse.ArgumentTypeError(str(failure)) from None
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as failure:
+            raise argparse.ArgumentTypeError(str(failure)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
-def pixels(text: str) -> int:
-    """``--resize`` / ``--crop``: a size in pixels (``visualizer.networks.parse_size``)."""
-    from visualizer.networks import parse_size  # noqa: PLC0415
-
-    try:
-        return parse_size(text)
-    except ValueError as failure:
-        raise argparse.ArgumentTypeError(str(failure)) from None
+values = argument_type(parse_values)  # --mean / --std: R,G,B or one value
+pixels = argument_type(parse_size)  # --resize / --crop: a size in pixels
 
 
 def add_network_options(
@@ -213,7 +210,6 @@ def network_spec(args: argparse.Namespace, *, model: str | None = None) -> Netwo
     """The network ``args`` name: ``--model`` (else ``model``, else the architecture of the
     ``--weights`` file, else resnet101), ``--weights``, ``--labels``, ``--mean``, ``--std``,
     ``--resize`` and ``--crop``."""
-    from visualizer.networks import NetworkSpec  # noqa: PLC0415
 
     return NetworkSpec(
         args.model or model or checkpoint_architecture(args.weights) or DEFAULT_MODEL,
@@ -238,7 +234,6 @@ def compare_spec(args: argparse.Namespace, main: NetworkSpec) -> NetworkSpec | N
     """
     if not compare_asked(args):
         return None
-    from visualizer.networks import NetworkSpec  # noqa: PLC0415
 
     weights = args.compare_weights or ("random" if main.weights == "random" else "imagenet")
     return NetworkSpec(
