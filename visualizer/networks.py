@@ -121,6 +121,11 @@ def network_labels(sides: Sequence[NetworkSpec]) -> tuple[str, ...]:
         labels = [spec.label for spec in sides]
     else:
         labels = [f"{MODEL_LABELS.get(s.model, s.model)} · {s.weights_label}" for s in sides]
+    return numbered(labels)
+
+
+def numbered(labels: Sequence[str]) -> tuple[str, ...]:
+    """``labels``, each with ``" (1)"``, ``" (2)"`` … after it where two are the same."""
     if len(set(labels)) == len(labels):
         return tuple(labels)
     return tuple(f"{label} ({number})" for number, label in enumerate(labels, 1))

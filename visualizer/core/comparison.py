@@ -48,6 +48,7 @@ from visualizer.core.figure import (
 )
 from visualizer.core.render import ORDERS, SCALES, Grid, overlay
 from visualizer.core.stage_summary import StageRow, stage_rows
+from visualizer.networks import numbered
 
 COLUMN = 880  # pixels: each network's grid fits a COLUMN × COLUMN box
 MARGIN, GAP = 28, 36
@@ -94,14 +95,7 @@ def result_labels(results: Sequence[AnalysisResult]) -> tuple[str, ...]:
     models = [MODEL_LABELS.get(result.model, result.model) for result in results]
     if len(set(models)) == len(models):
         return tuple(models)
-    return _numbered([f"{m} · {r.weights}" for m, r in zip(models, results, strict=True)])
-
-
-def _numbered(labels: Sequence[str]) -> tuple[str, ...]:
-    """``labels``, each with `` (1)``, `` (2)`` … after it where two are the same."""
-    if len(set(labels)) == len(labels):
-        return tuple(labels)
-    return tuple(f"{label} ({number})" for number, label in enumerate(labels, 1))
+    return numbered([f"{m} · {r.weights}" for m, r in zip(models, results, strict=True)])
 
 
 def shares_classes(analyzers: Sequence[Analyzer]) -> bool:
