@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,10 @@ from visualizer.core.device import describe_device, is_device_failure, resolve_d
 from visualizer.core.images import load_image, to_rgb
 from visualizer.core.network_setup import network_setup
 from visualizer.core.timing import LayerTimer, Timing
+
+if TYPE_CHECKING:
+    from visualizer.core.attribution_methods import Attribution
+    from visualizer.core.faithfulness import Faithfulness
 
 TOP_K = 5
 # How result.timings were measured, in words, for the window, exports and metadata.
@@ -262,6 +267,78 @@ class Analyzer:
         target = result.topk[0][0] if target is None else self._checked_target(target)
         with self._lock:
             return self._on_device(self._grad_cams, result, list(stages), target)
+
+    def attribute(
+        self,
+        result: AnalysisResult,
+        method: str,
+        target: int | None = None,
+        layer: str | None = None,
+        **parameters: object,
+    ) -> Attribution:
+        """Captum's ``method`` (``attribution_methods.METHODS``) for class ``target`` (None:
+        the top-1) on the input ``result`` was made from; ``layer`` for Grad-CAM and Guided
+        Grad-CAM: a stage (``"C1"`` … ``"C5"``, default ``"C5"``) or the name of any module
+        (``"layer3.4"``, ``"features.10"``). ``parameters`` go to Captum under its own names.
+
+        Raises:
+            ValueError: an unknown method or layer, a layer for a method that takes none.
+        """
+        from visualizer.core.attribution_methods import LAYER_METHODS, attribute  # noqa: PLC0415
+
+        if result.model != self.arch:
+            raise ValueError(f"this result is from {result.model}, not {self.arch}")
+        target = result.topk[0][0] if target is None else self._checked_target(target)
+        module, name = None, None
+        if method in LAYER_METHODS:
+            name = layer or DEFAULT_CAM_STAGE
+            module = self._module(name)
+        elif layer is not None:
+            raise ValueError(f"{method} takes no layer")
+        with self._lock:
+            return self._on_device(
+                lambda: attribute(
+                    self.model,
+                    result.input.to(self.device),
+                    method,
+                    target,
+                    layer=module,
+                    layer_name=name,
+                    **parameters,
+                )
+            )
+
+    def faithfulness(
+        self, result: AnalysisResult, attribution: Attribution, **options: object
+    ) -> Faithfulness:
+        """The deletion and insertion curves of ``attribution``'s map and their areas
+        (``visualizer.core.faithfulness``; ``options``: ``steps``, ``baseline``,
+        ``batch_size``)."""
+        from visualizer.core.faithfulness import faithfulness  # noqa: PLC0415
+
+        with self._lock:
+            return self._on_device(
+                lambda: faithfulness(
+                    self.model,
+                    result.input.to(self.device),
+                    attribution.map,
+                    attribution.target,
+                    sigmoid=self.binary,
+                    **options,
+                )
+            )
+
+    def _module(self, name: str) -> nn.Module:
+        """The module a stage or a module name stands for."""
+        if name in self.model.stages:
+            return self.model.stages[name]
+        try:
+            return self.model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(
+                f"unknown layer {name!r}: a stage (C1–C5) or a module name, e.g. "
+                f"{next(n for n, m in self.model.named_modules() if isinstance(m, nn.Conv2d))!r}"
+            ) from None
 
     def label(self, index: int) -> str:
         """The class name of ``index``."""
