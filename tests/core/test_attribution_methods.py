@@ -51,7 +51,8 @@ def captum(theirs: nn.Module, x: torch.Tensor, method: str, target: int) -> torc
             if isinstance(module, nn.ReLU):
                 module.inplace = False
         try:
-            return GuidedGradCam(theirs, theirs.layer4).attribute(x, target=target)
+            with pytest.warns(UserWarning, match="backward hooks on ReLU"):  # Captum's notice
+                return GuidedGradCam(theirs, theirs.layer4).attribute(x, target=target)
         finally:
             for module in theirs.modules():
                 if isinstance(module, nn.ReLU):
