@@ -42,7 +42,7 @@ def stage_shapes(
     Runs the model on the meta device, so no memory is allocated and no arithmetic is done.
     """
     shapes: dict[str, tuple[int, int, int]] = {}
-    meta_model = _meta_copy(model)
+    meta_model = meta_copy(model)
     handles = [
         module.register_forward_hook(_shape_recorder(shapes, stage))
         for stage, module in meta_model.stages.items()
@@ -64,7 +64,9 @@ def _shape_recorder(shapes: dict[str, tuple[int, int, int]], stage: str):
     return record
 
 
-def _meta_copy(model: nn.Module) -> nn.Module:
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model``'s architecture on the meta device (shapes only, no memory), in eval
+    mode; its weights are not copied."""
     with torch.device("meta"):
         copy = type(model)(num_classes=model.num_classes, in_channels=model.in_channels)
     return copy.eval()

@@ -15,33 +15,66 @@ from captum.attr import (
     Occlusion,
     Saliency,
 )
+from PIL import Image
 from torch import nn
 
 from models import build_model
 from tests.finetuned import pictures, reference_network
-from visualizer.core.attribution_methods import METHODS, attribute
+from visualizer.core import Analyzer
+from visualizer.core.analysis import AnalysisResult
+from visualizer.core.attribution_methods import (
+    DEFAULTS,
+    LAYER_METHODS,
+    METHODS,
+    CancelledError,
+    defaults,
+    passes,
+)
 from visualizer.core.faithfulness import faithfulness
 
-SIZE = 128  # pixels: every method's arithmetic is the same at any size (C5: 4×4)
+SIZE = 64  # pixels: every method's arithmetic is the same at any size (C5: 2×2)
+# Captum's parameters, small so the tests are quick, batched unevenly so batching is tested.
+PARAMETERS: dict[str, dict[str, object]] = {
+    "gradcam": {},
+    "guided-gradcam": {},
+    "saliency": {},
+    "integrated-gradients": {"n_steps": 8, "baselines": 0.0, "internal_batch_size": 3},
+    "occlusion": {
+        "sliding_window_shapes": (16, 16),
+        "strides": (12, 12),
+        "baselines": 0.0,
+        "perturbations_per_eval": 5,
+    },
+    "smoothgrad-saliency": {"nt_samples": 4, "stdevs": 0.15, "nt_samples_batch_size": 3},
+    "smoothgrad-ig": {
+        "nt_samples": 3,
+        "stdevs": 0.15,
+        "n_steps": 4,
+        "baselines": 0.0,
+        "nt_samples_batch_size": 2,
+        "internal_batch_size": 4,
+    },
+}
 
 
 @pytest.fixture(scope="module")
-def pair() -> tuple[nn.Module, nn.Module, torch.Tensor, int]:
-    """torchvision's ResNet101 and ours with its weights, an input and its top-1 class."""
+def pair() -> tuple[nn.Module, Analyzer, AnalysisResult]:
+    """torchvision's ResNet101, an Analyzer of ours with its weights, and an analysis."""
     # Calibrated as a trained network is (tests/finetuned.py): logits of a few units, so the
     # probabilities and maps are not all 0 and 1.
     theirs = reference_network("resnet101", 1000)
-    ours = build_model("resnet101", "random")
+    ours = build_model("resnet101", "random", progress=False)
     ours.load_state_dict(theirs.state_dict())
+    analyzer = Analyzer(ours.eval(), device="cpu", resize=SIZE, crop=SIZE, warm_up=False)
     x = pictures(3, seed=15, size=SIZE)[:1]
-    with torch.no_grad():  # its top-1 class: Grad-CAM's ReLU may leave nothing of another
-        target = int(theirs(x).argmax())
-    return theirs, ours.eval(), x, target
+    view = Image.new("RGB", (SIZE, SIZE))
+    return theirs, analyzer, analyzer.analyze_input(x, view)
 
 
 def captum(theirs: nn.Module, x: torch.Tensor, method: str, target: int) -> torch.Tensor:
-    """Captum called directly, with the defaults of ``attribution_methods.DEFAULTS``."""
+    """Captum called directly on torchvision's network, with ``PARAMETERS``."""
     x = x.clone().requires_grad_()
+    p = PARAMETERS[method]
     if method == "gradcam":
         return LayerGradCam(theirs, theirs.layer4).attribute(
             x, target=target, relu_attributions=True
@@ -60,48 +93,138 @@ def captum(theirs: nn.Module, x: torch.Tensor, method: str, target: int) -> torc
     if method == "saliency":
         return Saliency(theirs).attribute(x, target=target, abs=True)
     if method == "integrated-gradients":
-        return IntegratedGradients(theirs).attribute(
-            x, target=target, n_steps=50, baselines=0.0, internal_batch_size=16
-        )
+        return IntegratedGradients(theirs).attribute(x, target=target, **p)
     if method == "occlusion":
         return Occlusion(theirs).attribute(
             x,
             target=target,
-            sliding_window_shapes=(3, 32, 32),
-            strides=(3, 16, 16),
+            sliding_window_shapes=(3, 16, 16),
+            strides=(3, 12, 12),
             baselines=0.0,
-            perturbations_per_eval=16,
+            perturbations_per_eval=5,
         )
     torch.manual_seed(0)
     if method == "smoothgrad-saliency":
         return NoiseTunnel(Saliency(theirs)).attribute(
-            x, nt_type="smoothgrad", target=target, abs=True, nt_samples=16, stdevs=0.15,
-            nt_samples_batch_size=8,
-        )  # fmt: skip
+            x, nt_type="smoothgrad", target=target, abs=True, **p
+        )
     return NoiseTunnel(IntegratedGradients(theirs)).attribute(
-        x, nt_type="smoothgrad", target=target, nt_samples=8, stdevs=0.15, n_steps=20,
-        baselines=0.0, nt_samples_batch_size=1, internal_batch_size=20,
-    )  # fmt: skip
+        x, nt_type="smoothgrad", target=target, **p
+    )
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_is_captums_own(pair, method: str) -> None:
-    theirs, ours, x, target = pair
-    layer = ours.layer4 if method in ("gradcam", "guided-gradcam") else None
-    result = attribute(ours, x, method, target, layer=layer, layer_name="C5" if layer else None)
-    expected = captum(theirs, x, method, target).detach()
-    assert result.raw.shape == expected.shape
+    theirs, analyzer, result = pair
+    target = result.topk[0][0]
+    told: list[tuple[int, int]] = []
+    found = analyzer.attribute(
+        result,
+        method,
+        progress=lambda done, total: told.append((done, total)),
+        **PARAMETERS[method],
+    )
+    expected = captum(theirs, result.input, method, target).detach()
+    assert found.method == method
+    assert found.target == target
+    assert found.layer == ("C5" if method in LAYER_METHODS else None)
+    assert dict(found.parameters) == {**DEFAULTS[method], **PARAMETERS[method]}
+    assert found.raw.shape == expected.shape
     assert float(expected.abs().max()) > 0  # a map of zeros would prove nothing
-    assert float((result.raw - expected).abs().max()) < 1e-5
-    assert result.map.shape == (SIZE, SIZE)
-    assert result.map.dtype == np.float32
-    assert result.map.min() == 0.0
-    assert result.map.max() == 1.0
-    assert all(m.inplace for m in ours.modules() if isinstance(m, nn.ReLU))  # as it was
+    assert float((found.raw - expected).abs().max()) < 1e-5
+    assert found.map.shape == (SIZE, SIZE)
+    assert found.map.dtype == np.float32
+    assert found.map.min() == 0.0
+    assert found.map.max() == 1.0
+    model = analyzer.model
+    assert all(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))  # as it was
+    # Progress heard of every pass of the network, as many as ``passes`` foretold.
+    total = passes(method, found.parameters, (SIZE, SIZE))
+    assert told == [(done, total) for done in range(1, total + 1)]
+
+
+def test_integrated_gradients_defaults_are_captums_call_with_them(pair) -> None:
+    theirs, analyzer, result = pair
+    found = analyzer.attribute(result, "integrated-gradients", target=3)
+    assert dict(found.parameters) == {"n_steps": 50, "baselines": 0.0, "internal_batch_size": 16}
+    x = result.input.clone().requires_grad_()
+    expected = IntegratedGradients(theirs).attribute(x, target=3, **found.parameters).detach()
+    assert float(expected.abs().max()) > 0
+    assert float((found.raw - expected).abs().max()) < 1e-5
+
+
+def test_smoothgrad_is_the_same_every_time_and_leaves_the_global_generator(pair) -> None:
+    _, analyzer, result = pair
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    first = analyzer.attribute(result, "smoothgrad-saliency", **PARAMETERS["smoothgrad-saliency"])
+    assert torch.equal(torch.rand(3), before)
+    again = analyzer.attribute(result, "smoothgrad-saliency", **PARAMETERS["smoothgrad-saliency"])
+    assert torch.equal(first.raw, again.raw)
+
+
+@pytest.mark.parametrize("method", ["guided-gradcam", "occlusion"])
+def test_a_method_stopped_by_progress_leaves_the_network_as_it_was(
+    pair, method: str, hooks_left
+) -> None:
+    _, analyzer, result = pair
+
+    def stop(done: int, _total: int) -> None:
+        if done == 1:
+            raise CancelledError
+
+    with pytest.raises(CancelledError):
+        analyzer.attribute(result, method, progress=stop, **PARAMETERS[method])
+    model = analyzer.model
+    assert hooks_left(model) == 0
+    assert all(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
+    # and it works again after
+    assert analyzer.attribute(result, "saliency").map.max() == 1.0
+
+
+def test_bad_requests_are_refused_with_the_reason(pair) -> None:
+    _, analyzer, result = pair
+    with pytest.raises(ValueError, match="unknown method 'lime': choose one of gradcam"):
+        analyzer.attribute(result, "lime")
+    with pytest.raises(ValueError, match="saliency takes no layer"):
+        analyzer.attribute(result, "saliency", layer="C3")
+    with pytest.raises(ValueError, match="unknown layer 'layer9'"):
+        analyzer.attribute(result, "guided-gradcam", layer="layer9")
+    with pytest.raises(ValueError, match="target 1000 is not a class index"):
+        analyzer.attribute(result, "saliency", target=1000)
+    with pytest.raises(TypeError, match="n_step"):
+        analyzer.attribute(result, "integrated-gradients", n_step=3)
+
+
+def test_gpu_defaults_batch_more_under_the_same_names() -> None:
+    for method in METHODS:
+        cpu, gpu = defaults(method, "cpu"), defaults(method, "cuda")
+        assert set(cpu) == set(gpu) == set(DEFAULTS[method])
+        for name, value in cpu.items():
+            if "batch" in name or name == "perturbations_per_eval":
+                assert gpu[name] >= value
+            else:
+                assert gpu[name] == value
+    assert defaults("occlusion", "cuda")["perturbations_per_eval"] > 16
+
+
+def test_faithfulness_of_an_attribution_equals_the_function_on_its_map(pair) -> None:
+    _, analyzer, result = pair
+    found = analyzer.attribute(result, "saliency")
+    told: list[int] = []
+    through = analyzer.faithfulness(result, found, steps=4, progress=lambda d, t: told.append(t))
+    direct = faithfulness(analyzer.model, result.input, found.map, found.target, steps=4)
+    assert np.array_equal(through.deletion, direct.deletion)
+    assert through.insertion_auc == direct.insertion_auc
+    assert told == [2, 2]  # 5 points a curve, one batch of 16 each
+    flat = analyzer.faithfulness(result, found.map, target=found.target, steps=4)
+    assert flat.deletion_auc == direct.deletion_auc
 
 
 def test_the_curves_equal_a_plain_loop(pair) -> None:
-    _, ours, x, target = pair
+    _, analyzer, result = pair
+    ours, x, target = analyzer.model, result.input, result.topk[0][0]
     rng = np.random.default_rng(0)
     heat = rng.random((SIZE, SIZE)).astype(np.float32)
     steps = 8

@@ -22,11 +22,12 @@ from models.stages import stage_index
 from visualizer.core.attribution import GradCam, grad_cam, stage_gradients
 from visualizer.core.device import describe_device, is_device_failure, resolve_device
 from visualizer.core.images import load_image, to_rgb
+from visualizer.core.layers import FeatureLayer, captured_layers, feature_layers, unknown_layer
 from visualizer.core.network_setup import network_setup
 from visualizer.core.timing import LayerTimer, Timing
 
 if TYPE_CHECKING:
-    from visualizer.core.attribution_methods import Attribution
+    from visualizer.core.attribution_methods import Attribution, Progress
     from visualizer.core.faithfulness import Faithfulness
 
 TOP_K = 5
@@ -84,6 +85,9 @@ class AnalysisResult:
     classes: int = 1000  # the head's outputs
     scores: str = "softmax"  # how logits became probabilities: "softmax", or "sigmoid" (one)
     labels_source: str = "ImageNet (torchvision)"  # where the class names come from
+    # The outputs of the modules asked for by name (``analyze(image, layers=[...])``):
+    # (C, H, W) float32, by the name given.
+    layers: Mapping[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def timing(self) -> str:
@@ -181,23 +185,41 @@ class Analyzer:
         self.notice: str | None = None
         self._timer = LayerTimer(model)
         self._token = next(_tokens)
+        self._feature_layers: tuple[FeatureLayer, ...] | None = None
 
     def analyze(
-        self, image: str | os.PathLike[str] | Image.Image, *, source: str | None = None
+        self,
+        image: str | os.PathLike[str] | Image.Image,
+        *,
+        source: str | None = None,
+        layers: Sequence[str] = (),
     ) -> AnalysisResult:
         """Run the network on ``image`` (a path, read with ``load_image``, or a PIL image).
 
         ``source`` names an image given in memory in the result (default ``"<image>"``).
+        ``layers``: names of modules (``feature_layers()``) or stages whose outputs to keep
+        in ``result.layers`` as well; each costs a copy of its output, nothing else.
 
         Raises:
             ImageLoadError: the file is not a readable image.
+            ValueError: a name in ``layers`` that is no stage and no feature layer.
         """
+        modules = self._modules(layers)
         if isinstance(image, Image.Image):
             picture, source = to_rgb(image), source or "<image>"
         else:
             picture, source = load_image(image), os.fspath(image)
         x, view = self.preprocessing(picture)
-        return self.analyze_input(x, view, source=source)
+        return self.analyze_input(x, view, source=source, layers=list(modules))
+
+    def feature_layers(self) -> tuple[FeatureLayer, ...]:
+        """Every module whose output is a feature map, in the order they run, with its type,
+        output shape at this network's input size and stage (``visualizer.core.layers``):
+        the layers ``analyze(layers=...)``, Grad-CAM and Guided Grad-CAM take."""
+        if self._feature_layers is None:
+            size = self.preprocessing.crop
+            self._feature_layers = feature_layers(self.model, size, size)
+        return self._feature_layers
 
     @property
     def labels_source(self) -> str:
@@ -210,11 +232,17 @@ class Analyzer:
         return self.num_classes == 1
 
     def analyze_input(
-        self, x: torch.Tensor, view: Image.Image, *, source: str = "<input>"
+        self,
+        x: torch.Tensor,
+        view: Image.Image,
+        *,
+        source: str = "<input>",
+        layers: Sequence[str] = (),
     ) -> AnalysisResult:
         """Run the network on an input already made: ``x`` ``(1, C, H, W)`` normalised (C the
         network's input channels), and ``view``, its RGB pixels before normalisation
-        (``preprocessing(image)`` gives both)."""
+        (``preprocessing(image)`` gives both); ``layers`` as for ``analyze``."""
+        modules = self._modules(layers)
         if x.ndim != 4 or x.shape[:2] != (1, self.in_channels):
             raise ValueError(
                 f"expected an input of shape (1, {self.in_channels}, H, W), got {tuple(x.shape)}"
@@ -227,8 +255,11 @@ class Analyzer:
         with self._lock:
             if self.warm_up and self.timings and not self._warm:
                 self._on_device(self._warm_up_pass, x)
-            logits, stages, timings, shapes, cold = self._on_device(self._forward, x)
+            logits, stages, timings, shapes, cold, outputs = self._on_device(
+                self._forward, x, modules
+            )
         return self._result(
+            layers=outputs,
             cold=cold and self.timings,
             source=source,
             x=x,
@@ -274,25 +305,36 @@ class Analyzer:
         method: str,
         target: int | None = None,
         layer: str | None = None,
+        *,
+        progress: Progress | None = None,
         **parameters: object,
     ) -> Attribution:
         """Captum's ``method`` (``attribution_methods.METHODS``) for class ``target`` (None:
         the top-1) on the input ``result`` was made from; ``layer`` for Grad-CAM and Guided
-        Grad-CAM: a stage (``"C1"`` … ``"C5"``, default ``"C5"``) or the name of any module
-        (``"layer3.4"``, ``"features.10"``). ``parameters`` go to Captum under its own names.
+        Grad-CAM: a stage (``"C1"`` … ``"C5"``, default ``"C5"``) or a feature layer's name
+        (``feature_layers()``: ``"layer3.4"``, ``"features.10"``). ``parameters`` go to Captum
+        under its own names (``attribution_methods.defaults`` for the rest).
+        ``progress(done, total)`` hears of every pass of the network and may stop the method
+        by raising (``attribution_methods.CancelledError``); nothing is left on the network.
 
         Raises:
             ValueError: an unknown method or layer, a layer for a method that takes none.
+            TypeError: a parameter the method does not take.
         """
-        from visualizer.core.attribution_methods import LAYER_METHODS, attribute  # noqa: PLC0415
+        from visualizer.core.attribution_methods import (  # noqa: PLC0415
+            LAYER_METHODS,
+            attribute,
+            defaults,
+        )
 
         if result.model != self.arch:
             raise ValueError(f"this result is from {result.model}, not {self.arch}")
+        defaults(method)  # an unknown method is refused before anything runs
         target = result.topk[0][0] if target is None else self._checked_target(target)
-        module, name = None, None
+        name = None
         if method in LAYER_METHODS:
             name = layer or DEFAULT_CAM_STAGE
-            module = self._module(name)
+            self._module(name)
         elif layer is not None:
             raise ValueError(f"{method} takes no layer")
         with self._lock:
@@ -302,18 +344,29 @@ class Analyzer:
                     result.input.to(self.device),
                     method,
                     target,
-                    layer=module,
+                    layer=None if name is None else self._module(name),
                     layer_name=name,
+                    progress=progress,
                     **parameters,
                 )
             )
 
     def faithfulness(
-        self, result: AnalysisResult, attribution: Attribution, **options: object
+        self,
+        result: AnalysisResult,
+        attribution: Attribution | np.ndarray,
+        target: int | None = None,
+        **options: object,
     ) -> Faithfulness:
-        """The deletion and insertion curves of ``attribution``'s map and their areas
-        (``visualizer.core.faithfulness``; ``options``: ``steps``, ``baseline``,
-        ``batch_size``)."""
+        """The deletion and insertion curves of ``attribution``'s map (or of a map ``(H, W)``
+        for class ``target``, default the top-1) and their areas, on the input ``result`` was
+        made from (``visualizer.core.faithfulness``; ``options``: ``steps``, ``baseline``,
+        ``batch_size``, ``progress``)."""
+        if isinstance(attribution, np.ndarray):
+            heat = attribution
+            target = result.topk[0][0] if target is None else self._checked_target(target)
+        else:
+            heat, target = attribution.map, attribution.target
         from visualizer.core.faithfulness import faithfulness  # noqa: PLC0415
 
         with self._lock:
@@ -321,24 +374,32 @@ class Analyzer:
                 lambda: faithfulness(
                     self.model,
                     result.input.to(self.device),
-                    attribution.map,
-                    attribution.target,
+                    heat,
+                    target,
                     sigmoid=self.binary,
                     **options,
                 )
             )
 
     def _module(self, name: str) -> nn.Module:
-        """The module a stage or a module name stands for."""
+        """The module a stage or a feature layer's name stands for.
+
+        Raises:
+            ValueError: ``name`` is neither.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"a layer is named by a string, not {type(name).__name__}")
         if name in self.model.stages:
             return self.model.stages[name]
-        try:
-            return self.model.get_submodule(name)
-        except AttributeError:
-            raise ValueError(
-                f"unknown layer {name!r}: a stage (C1–C5) or a module name, e.g. "
-                f"{next(n for n, m in self.model.named_modules() if isinstance(m, nn.Conv2d))!r}"
-            ) from None
+        known = self.feature_layers()
+        if name not in {layer.name for layer in known}:
+            raise unknown_layer(name, known)
+        return self.model.get_submodule(name)
+
+    def _modules(self, names: Sequence[str]) -> dict[str, nn.Module]:
+        if isinstance(names, str):
+            names = [names]
+        return {name: self._module(name) for name in names}
 
     def label(self, index: int) -> str:
         """The class name of ``index``."""
@@ -360,20 +421,28 @@ class Analyzer:
         self._warm = True
 
     def _forward(
-        self, x: torch.Tensor
+        self, x: torch.Tensor, modules: dict[str, nn.Module] | None = None
     ) -> tuple[
-        torch.Tensor, dict[str, torch.Tensor], list[Timing], dict[str, tuple[int, ...]], bool
+        torch.Tensor,
+        dict[str, torch.Tensor],
+        list[Timing],
+        dict[str, tuple[int, ...]],
+        bool,
+        dict[str, torch.Tensor],
     ]:
-        """Logits, stages, timings, layer shapes, and whether this was the device's first pass
-        (cold); tensors copied to the CPU here, where a failing device shows."""
+        """Logits, stages, timings, layer shapes, whether this was the device's first pass
+        (cold), and the outputs of ``modules``; tensors copied to the CPU here, where a
+        failing device shows."""
         cold = not self._warm
         stages: dict[str, torch.Tensor] = {}
         shapes: dict[str, tuple[int, ...]] = {}
+        outputs: dict[str, torch.Tensor] = {}
         x = x.to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with (
             self._captured(stages, to_host=True),
+            captured_layers(modules or {}, outputs),
             self._timed(shapes) as timings,
             torch.inference_mode(),
         ):
@@ -382,7 +451,7 @@ class Analyzer:
             torch.cuda.current_stream(self.device).synchronize()
         on_cpu = {stage: stages[stage][0].to("cpu", torch.float32) for stage in STAGE_NAMES}
         self._warm = True
-        return logits[0].to("cpu", torch.float32), on_cpu, timings, shapes, cold
+        return logits[0].to("cpu", torch.float32), on_cpu, timings, shapes, cold, outputs
 
     def _grad_cams(
         self, result: AnalysisResult, stages: list[str], target: int
@@ -458,7 +527,7 @@ class Analyzer:
         self._warm = False
         self.notice = f"{failed} {reason}; running on the CPU from now on"
         if work == self._forward and self.warm_up and self.timings:
-            self._warm_up_pass(*args)  # the CPU's first pass would be cold
+            self._warm_up_pass(args[0])  # the CPU's first pass would be cold
         return work(*args)
 
     def _move_to_cpu(self) -> None:
@@ -489,6 +558,7 @@ class Analyzer:
         stages: dict[str, torch.Tensor],
         timings: list[Timing],
         shapes: dict[str, tuple[int, ...]],
+        layers: dict[str, torch.Tensor],
     ) -> AnalysisResult:
         probabilities = probabilities_of(logits, "sigmoid" if self.binary else "softmax")
         top = torch.topk(probabilities, min(TOP_K, probabilities.numel()))
@@ -517,6 +587,7 @@ class Analyzer:
             classes=self.num_classes,
             scores="sigmoid" if self.binary else "softmax",
             labels_source=self.labels.source,
+            layers=MappingProxyType(layers),
         )
 
     def _checked_target(self, target: int) -> int:

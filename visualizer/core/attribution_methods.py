@@ -17,6 +17,11 @@ smoothgrad-saliency  NoiseTunnel(Saliency), smoothgrad max over channels
 smoothgrad-ig        NoiseTunnel(IntegratedGradients)  sum over channels of the absolute value
 ==================== ================================= ==========================================
 
+Slow methods evaluate the network many times; Captum batches those evaluations
+(``internal_batch_size``, ``perturbations_per_eval``, ``nt_samples_batch_size``), and on a GPU
+the defaults batch more (``GPU_BATCHES``). ``progress`` is told of every pass, and may stop
+the method by raising.
+
 Guided backpropagation puts backward hooks on the network's ReLU modules, which in-place ReLUs
 break (captum#973); for its pass the ReLUs are made out-of-place and put back after, whatever
 happens.
@@ -25,8 +30,9 @@ happens.
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -62,9 +68,94 @@ DEFAULTS: Mapping[str, Mapping[str, object]] = MappingProxyType(
         },
     }
 )
+# What the defaults batch instead on a GPU, where a larger batch costs little more than one.
+GPU_BATCHES: Mapping[str, Mapping[str, int]] = MappingProxyType(
+    {
+        "integrated-gradients": {"internal_batch_size": 50},
+        "occlusion": {"perturbations_per_eval": 64},
+        "smoothgrad-saliency": {"nt_samples_batch_size": 16},
+        "smoothgrad-ig": {"nt_samples_batch_size": 8, "internal_batch_size": 160},
+    }
+)
 METHODS: tuple[str, ...] = tuple(DEFAULTS)
+TITLES: Mapping[str, str] = MappingProxyType(
+    {
+        "gradcam": "Grad-CAM",
+        "guided-gradcam": "Guided Grad-CAM",
+        "saliency": "Saliency",
+        "integrated-gradients": "Integrated Gradients",
+        "occlusion": "Occlusion",
+        "smoothgrad-saliency": "SmoothGrad (Saliency)",
+        "smoothgrad-ig": "SmoothGrad (Integrated Gradients)",
+    }
+)
+# Sources, for documentation and figures' metadata.
+PAPERS: Mapping[str, str] = MappingProxyType(
+    {
+        "gradcam": "Selvaraju et al., Grad-CAM, ICCV 2017",
+        "guided-gradcam": "Selvaraju et al., Grad-CAM, ICCV 2017",
+        "saliency": "Simonyan et al., Deep Inside Convolutional Networks, ICLR 2014 workshop",
+        "integrated-gradients": "Sundararajan et al., Axiomatic Attribution, ICML 2017",
+        "occlusion": "Zeiler and Fergus, Visualizing and Understanding, ECCV 2014",
+        "smoothgrad-saliency": "Smilkov et al., SmoothGrad, 2017",
+        "smoothgrad-ig": "Smilkov et al., SmoothGrad, 2017",
+    }
+)
+Progress = Callable[[int, int], None]  # (passes done, passes in all); may raise to stop
 LAYER_METHODS = ("gradcam", "guided-gradcam")  # the methods that attribute at a layer
 NOISE_SEED = 0  # SmoothGrad's noise: the same map for the same input, every time
+
+
+class CancelledError(Exception):
+    """Raised by a ``progress`` callback to stop a method; the network is left as it was."""
+
+
+def defaults(method: str, device: torch.device | str = "cpu") -> dict[str, object]:
+    """The parameters ``method`` runs with unless given, on ``device`` (Captum's names)."""
+    if method not in DEFAULTS:
+        raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    chosen = dict(DEFAULTS[method])
+    if torch.device(device).type == "cuda":
+        chosen.update(GPU_BATCHES.get(method, {}))
+    return chosen
+
+
+def describe_parameters(parameters: Mapping[str, object]) -> str:
+    """``parameters`` in words, e.g. ``"n_steps=50, baselines=0.0"`` (``"none"`` if empty)."""
+    return ", ".join(f"{name}={value}" for name, value in parameters.items()) or "none"
+
+
+def passes(method: str, parameters: Mapping[str, object], size: tuple[int, int]) -> int:
+    """How many times Captum runs the network for ``method`` with ``parameters`` on one
+    input of ``size`` (height, width): the ``total`` given to ``progress``."""
+    if method in ("gradcam", "saliency"):
+        return 1
+    if method == "guided-gradcam":
+        return 2  # Grad-CAM's pass and guided backpropagation's
+    if method == "integrated-gradients":
+        return _batches(int(parameters["n_steps"]), parameters.get("internal_batch_size"))
+    if method == "occlusion":
+        window, strides = parameters["sliding_window_shapes"], parameters["strides"]
+        strides = strides if isinstance(strides, tuple) else (strides, strides)
+        places = math.prod(
+            (side - w) // s + 1 for side, w, s in zip(size, window, strides, strict=True)
+        )
+        return 1 + _batches(places, parameters.get("perturbations_per_eval", 1))
+    samples = int(parameters["nt_samples"])
+    per_batch = int(parameters.get("nt_samples_batch_size") or samples)
+    batches = [min(per_batch, samples - first) for first in range(0, samples, per_batch)]
+    if method == "smoothgrad-saliency":
+        return len(batches)
+    internal = parameters.get("internal_batch_size")
+    steps = int(parameters["n_steps"])
+    return sum(
+        _batches(steps, None if internal is None else max(1, int(internal) // batch))
+        for batch in batches
+    )
+
+
+def _batches(count: int, batch: object) -> int:
+    return 1 if batch is None else math.ceil(count / int(batch))
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,23 +188,28 @@ def attribute(
     *,
     layer: nn.Module | None = None,
     layer_name: str | None = None,
+    progress: Progress | None = None,
     **parameters: object,
 ) -> Attribution:
     """Captum's ``method`` for class ``target`` on input ``x`` ``(1, C, H, W)``, on ``x``'s
-    device; ``layer`` (the module) for the layer methods.
+    device; ``layer`` (the module) for the layer methods. ``progress(done, total)`` is called
+    after each pass of the network (``passes``); an exception it raises (``CancelledError``) stops
+    the method and comes out of this call, Captum's hooks and the ReLUs put back.
 
     Raises:
         ValueError: an unknown method, a layer for a method that takes none, or none for one
             that needs it.
         TypeError: a parameter Captum's method does not take (Captum's own message).
     """
-    if method not in DEFAULTS:
-        raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    chosen = {**defaults(method, x.device), **parameters}
     if (layer is not None) != (method in LAYER_METHODS):
         needs = "needs a layer" if method in LAYER_METHODS else "takes no layer"
         raise ValueError(f"{method} {needs}")
-    chosen = {**DEFAULTS[method], **parameters}
-    with torch.inference_mode(False), torch.enable_grad():
+    with (
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        _counted(model, passes(method, chosen, tuple(x.shape[-2:])), progress),
+    ):
         inputs = x.detach().clone().requires_grad_()
         raw = _captum(
             model, inputs, method=method, target=target, layer=layer, parameters=dict(chosen)
@@ -185,6 +281,26 @@ def _captum(
         return NoiseTunnel(inner).attribute(
             inputs, nt_type="smoothgrad", target=target, **extra, **parameters
         )
+
+
+@contextlib.contextmanager
+def _counted(model: nn.Module, total: int, progress: Progress | None) -> Iterator[None]:
+    """``progress`` told of each pass of ``model`` inside (never more than ``total``)."""
+    if progress is None:
+        yield
+        return
+    done = 0
+
+    def count(_module: nn.Module, _inputs: object, _output: object) -> None:
+        nonlocal done
+        done += 1
+        progress(min(done, total), total)
+
+    handle = model.register_forward_hook(count)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _devices(tensor: torch.Tensor) -> list[int]:

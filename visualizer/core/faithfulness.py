@@ -11,6 +11,7 @@ The areas are the trapezoidal rule over the fraction of pixels changed, from 0 t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,10 +50,18 @@ def faithfulness(
     baseline: float = 0.0,
     batch_size: int = DEFAULT_BATCH,
     sigmoid: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Faithfulness:
     """The deletion and insertion curves of ``attribution_map`` ``(H, W)`` for class ``target``
     on input ``x`` ``(1, C, H, W)`` (on the model's device); ``sigmoid`` for a one-output
-    head. Pixels with equal attribution are taken in raster order."""
+    head. Pixels with equal attribution are taken in raster order. ``progress(done, total)``
+    is called after each batch of inputs, and may stop the work by raising.
+
+    Raises:
+        ValueError: the map is not the input's size, or ``steps`` < 1.
+    """
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be at least 1, got {steps}, {batch_size}")
     height, width = x.shape[-2:]
     if attribution_map.shape != (height, width):
         raise ValueError(f"the map is {attribution_map.shape}, the input {(height, width)}")
@@ -65,6 +74,7 @@ def faithfulness(
     rank = rank.reshape(1, 1, height, width)
     canvas = torch.full_like(x, baseline)
     curves = []
+    total, done = 2 * -(-len(counts) // batch_size), 0
     for start, end in ((x, canvas), (canvas, x)):
         probabilities = []
         for first in range(0, len(counts), batch_size):
@@ -75,6 +85,9 @@ def faithfulness(
                 logits = model(batch)
             scores = torch.sigmoid(logits[:, 0]) if sigmoid else torch.softmax(logits, 1)[:, target]
             probabilities.append(scores.float().cpu())
+            done += 1
+            if progress is not None:
+                progress(done, total)
         curves.append(torch.cat(probabilities).numpy())
     fractions = np.asarray(counts, dtype=np.float64) / (height * width)
     deletion, insertion = curves
