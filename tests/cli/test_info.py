@@ -142,6 +142,41 @@ def test_info_takes_a_size(capsys: pytest.CaptureFixture[str]) -> None:
     assert "C5    features.29  512×4×6" in out
 
 
+def test_info_lists_the_feature_layers_with_torchvisions_shapes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import torchvision
+
+    assert main(["info", "--model", "vgg16", "--weights", "random", "--layers"]) == 0
+    out = capsys.readouterr().out
+    assert "  33 feature layers, in the order they run:\n" in out
+    rows = out.split("in the order they run:\n")[1].splitlines()[1:]
+    assert len(rows) == 33
+    # Each row's shape is what torchvision's module of that name gives (meta device: shapes
+    # only); the classifier (2-D output) is no feature layer.
+    shapes: dict[str, str] = {}
+    network = torchvision.models.vgg16().to("meta")
+
+    def record(name: str, output: torch.Tensor) -> None:
+        shapes.setdefault(name, "×".join(map(str, output.shape[1:])))
+
+    handles = [
+        module.register_forward_hook(lambda _m, _i, output, name=name: record(name, output))
+        for name, module in network.named_modules()
+        if name
+    ]
+    with torch.no_grad():
+        network(torch.empty(1, 3, 224, 224, device="meta"))
+    for handle in handles:
+        handle.remove()
+    for row in rows:
+        name, _type, shape, _stage = row.split()
+        assert shapes[name] == shape, row
+    assert rows[0].split() == ["features.0", "Conv2d", "64×224×224", "C1"]
+    assert rows[-1].split() == ["avgpool", "AdaptiveAvgPool2d", "512×7×7", "-"]
+    assert not any(row.split()[0].startswith("classifier") for row in rows)
+
+
 def test_bad_weights_fail_with_one_line_and_status_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -50,6 +50,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="HxW",
         help="input size for the stage shapes (default 224x224)",
     )
+    info.add_argument(
+        "--layers",
+        action="store_true",
+        help="also list every layer whose output is a feature map (the names --layers, "
+        "Grad-CAM and the window's layer tree take), with its type, shape and stage",
+    )
     add_network_options(info)
     info.set_defaults(run=run)
 
@@ -79,7 +85,21 @@ def run(args: argparse.Namespace) -> int:
         modules = stage_module_names(model)
         for stage, (channels, h, w) in stage_shapes(model, height, width).items():
             print(f"  {stage:<6}{modules[stage]:<13}{channels}×{h}×{w}")
+        if args.layers:
+            _print_layers(model, height, width)
     return status
+
+
+def _print_layers(model: nn.Module, height: int, width: int) -> None:
+    from visualizer.core.layers import feature_layers  # noqa: PLC0415
+
+    layers = feature_layers(model, height, width)
+    wide = max(len(layer.name) for layer in layers) + 2
+    print(f"  {len(layers)} feature layers, in the order they run:")
+    print(f"  {'layer':<{wide}}{'type':<20}{'output':<14}stage")
+    for layer in layers:
+        shape = "×".join(map(str, layer.shape))
+        print(f"  {layer.name:<{wide}}{layer.module_type:<20}{shape:<14}{layer.stage or '-'}")
 
 
 @dataclass(frozen=True)
