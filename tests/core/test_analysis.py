@@ -246,11 +246,11 @@ class _PretendAccelerator:
         self.calls = 0
         self.forward = analyzer._forward
 
-    def __call__(self, x: torch.Tensor):
+    def __call__(self, x: torch.Tensor, *rest: object):
         self.calls += 1
         if self.calls == 1:
             raise self.error
-        return self.forward(x)
+        return self.forward(x, *rest)
 
 
 def test_running_out_of_accelerator_memory_falls_back_to_the_cpu(

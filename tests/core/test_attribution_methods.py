@@ -143,16 +143,6 @@ def test_each_method_is_captums_own(pair, method: str) -> None:
     assert told == [(done, total) for done in range(1, total + 1)]
 
 
-def test_integrated_gradients_defaults_are_captums_call_with_them(pair) -> None:
-    theirs, analyzer, result = pair
-    found = analyzer.attribute(result, "integrated-gradients", target=3)
-    assert dict(found.parameters) == {"n_steps": 50, "baselines": 0.0, "internal_batch_size": 16}
-    x = result.input.clone().requires_grad_()
-    expected = IntegratedGradients(theirs).attribute(x, target=3, **found.parameters).detach()
-    assert float(expected.abs().max()) > 0
-    assert float((found.raw - expected).abs().max()) < 1e-5
-
-
 def test_smoothgrad_is_the_same_every_time_and_leaves_the_global_generator(pair) -> None:
     _, analyzer, result = pair
     torch.manual_seed(123)

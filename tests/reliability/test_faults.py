@@ -202,17 +202,19 @@ def test_a_gpu_that_lost_the_network_gets_it_rebuilt_on_the_cpu(pretend_cuda: No
     analyzer = Analyzer("resnet101", weights="random", device="cpu", progress=False)
     before = analyzer.model
     image = gradient_image()
-    expected = analyzer.analyze(image)
+    expected = analyzer.analyze(image, layers=["layer3.4"])
     gpu = PretendGpu(analyzer, CUDA_ERRORS["device lost"], "_forward")
 
     before.__dict__["to"] = unreachable  # nothing can be copied off the GPU
-    result = analyzer.analyze(image)
+    result = analyzer.analyze(image, layers=["layer3.4"])
     assert gpu.failures == 1
     assert analyzer.model is not before
     assert next(analyzer.model.parameters()).device.type == "cpu"
     assert result.notice == f"{GPU} failed; running on the CPU from now on"
     torch.testing.assert_close(result.logits, expected.logits, rtol=0, atol=1e-5)
     assert len(result.timings) == len(expected.timings)  # timed with the new network's layers
+    # the layers asked for are captured from the new network's modules, not the lost one's
+    torch.testing.assert_close(result.layers["layer3.4"], expected.layers["layer3.4"])
     assert hooks_left(analyzer.model) == 0
     np.testing.assert_allclose(
         analyzer.gradcam(result, "C5"), analyzer.gradcam(expected, "C5"), atol=1e-5

@@ -204,13 +204,13 @@ class Analyzer:
             ImageLoadError: the file is not a readable image.
             ValueError: a name in ``layers`` that is no stage and no feature layer.
         """
-        modules = self._modules(layers)
+        names = list(self._modules(layers))  # an unknown name is refused before any work
         if isinstance(image, Image.Image):
             picture, source = to_rgb(image), source or "<image>"
         else:
             picture, source = load_image(image), os.fspath(image)
         x, view = self.preprocessing(picture)
-        return self.analyze_input(x, view, source=source, layers=list(modules))
+        return self.analyze_input(x, view, source=source, layers=names)
 
     def feature_layers(self) -> tuple[FeatureLayer, ...]:
         """Every module whose output is a feature map, in the order they run, with its type,
@@ -242,7 +242,7 @@ class Analyzer:
         """Run the network on an input already made: ``x`` ``(1, C, H, W)`` normalised (C the
         network's input channels), and ``view``, its RGB pixels before normalisation
         (``preprocessing(image)`` gives both); ``layers`` as for ``analyze``."""
-        modules = self._modules(layers)
+        names = list(self._modules(layers))
         if x.ndim != 4 or x.shape[:2] != (1, self.in_channels):
             raise ValueError(
                 f"expected an input of shape (1, {self.in_channels}, H, W), got {tuple(x.shape)}"
@@ -256,7 +256,7 @@ class Analyzer:
             if self.warm_up and self.timings and not self._warm:
                 self._on_device(self._warm_up_pass, x)
             logits, stages, timings, shapes, cold, outputs = self._on_device(
-                self._forward, x, modules
+                self._forward, x, names
             )
         return self._result(
             layers=outputs,
@@ -421,7 +421,7 @@ class Analyzer:
         self._warm = True
 
     def _forward(
-        self, x: torch.Tensor, modules: dict[str, nn.Module] | None = None
+        self, x: torch.Tensor, layers: Sequence[str] = ()
     ) -> tuple[
         torch.Tensor,
         dict[str, torch.Tensor],
@@ -431,8 +431,8 @@ class Analyzer:
         dict[str, torch.Tensor],
     ]:
         """Logits, stages, timings, layer shapes, whether this was the device's first pass
-        (cold), and the outputs of ``modules``; tensors copied to the CPU here, where a
-        failing device shows."""
+        (cold), and the outputs of the modules named ``layers``; tensors copied to the CPU
+        here, where a failing device shows."""
         cold = not self._warm
         stages: dict[str, torch.Tensor] = {}
         shapes: dict[str, tuple[int, ...]] = {}
@@ -442,7 +442,7 @@ class Analyzer:
             x = x.contiguous(memory_format=torch.channels_last)
         with (
             self._captured(stages, to_host=True),
-            captured_layers(modules or {}, outputs),
+            captured_layers(self._modules(layers), outputs),
             self._timed(shapes) as timings,
             torch.inference_mode(),
         ):
