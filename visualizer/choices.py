@@ -22,3 +22,31 @@ ORDERS = {
     "mean": "by mean activation, highest first",
     "gradcam": "by Grad-CAM channel weight, highest first",
 }
+
+# Attribution methods (``visualizer.core.attribution_methods`` runs them through Captum).
+METHOD_TITLES = {
+    "gradcam": "Grad-CAM",
+    "guided-gradcam": "Guided Grad-CAM",
+    "saliency": "Saliency",
+    "integrated-gradients": "Integrated Gradients",
+    "occlusion": "Occlusion",
+    "smoothgrad-saliency": "SmoothGrad (Saliency)",
+    "smoothgrad-ig": "SmoothGrad (Integrated Gradients)",
+}
+METHODS = tuple(METHOD_TITLES)
+LAYER_METHODS = ("gradcam", "guided-gradcam")  # the methods that attribute at a layer
+_INTEGRATED = ("n_steps", "baselines", "method", "internal_batch_size")
+_NOISE = ("nt_samples", "nt_samples_batch_size", "stdevs")
+# The parameters of Captum's ``attribute`` a user may set for each method, under Captum's
+# names. The others are fmviz's to set (``relu_attributions``, ``abs``, ``nt_type``) or would
+# change what Captum returns (``return_convergence_delta``, ``attr_dim_summation``,
+# ``attribute_to_layer_input``).
+METHOD_PARAMETERS = {
+    "gradcam": (),
+    "guided-gradcam": ("interpolate_mode",),
+    "saliency": (),
+    "integrated-gradients": _INTEGRATED,
+    "occlusion": ("sliding_window_shapes", "strides", "baselines", "perturbations_per_eval"),
+    "smoothgrad-saliency": _NOISE,
+    "smoothgrad-ig": (*_NOISE, *_INTEGRATED),
+}

@@ -27,10 +27,12 @@ from visualizer.bench.memory import MemoryReport
 from visualizer.cli import main
 from visualizer.core.timing import leaf_modules
 
-RATIOS = ("P1", "P2", "P3", "P3b", "P4", "P4b", "P9")
+RATIOS = ("P1", "P2", "P3", "P3b", "P4", "P4b", "P9", "P10")
 DESIGN_TARGETS = {
     "P1": 1.10, "P2": 1.05, "P3": 0.6, "P3b": 0.3, "P4": 0.10, "P4b": 1.5, "P9": 1.3,
+    "P10": 1.05,
 }  # fmt: skip
+BENCH_METHODS = ("saliency",)  # P10 of the run below: the cheapest method (one pass a side)
 EVERY_TARGET = {**DESIGN_TARGETS, "P5": 0.5, "P6": 1.3, "P7": 50.0, "P8": 30.0}
 
 
@@ -43,8 +45,8 @@ class BenchRun(NamedTuple):
 
 @pytest.fixture(scope="module")
 def bench_run(device: str) -> BenchRun:
-    """``fmviz bench --model resnet101 --runs 1 --json``, in-process, keeping its report (and
-    without warm-up runs).
+    """``fmviz bench --model resnet101 --runs 1 --json --methods saliency``, in-process,
+    keeping its report (and without warm-up runs).
 
     P9's measurement (``measure_memory``: two fresh interpreters, each building VGG16 and
     ResNet101, one after the other; 18 of the run's 27 s on two cores) is started at once, in
@@ -78,6 +80,7 @@ def bench_run(device: str) -> BenchRun:
 
     out, err = io.StringIO(), io.StringIO()
     argv = ["bench", "--model", "resnet101", "--runs", "1", "--json", "--device", device]
+    argv += ["--methods", ",".join(BENCH_METHODS)]
     with (
         pytest.MonkeyPatch.context() as patch,
         contextlib.redirect_stdout(out),
@@ -150,6 +153,58 @@ def test_every_design_target_has_its_entry(results: dict[str, Any], device: str)
         assert "GPU" in p8["note"]
 
 
+def test_p10_is_each_method_through_fmviz_over_captum(results: dict[str, Any]) -> None:
+    """One entry a method asked for, its ratio the medians' (both timed in the run); P10's
+    own ratio is the slowest method's."""
+    entry = results["P10"]
+    assert list(entry["methods"]) == list(BENCH_METHODS)
+    medians = results["medians_ms"]
+    for method, measured in entry["methods"].items():
+        assert measured["fmviz_ms"] == pytest.approx(medians[f"attribute {method}"], abs=1e-3)
+        assert measured["captum_ms"] == pytest.approx(medians[f"Captum {method}"], abs=1e-3)
+        assert measured["ratio"] == pytest.approx(
+            measured["fmviz_ms"] / measured["captum_ms"], rel=1e-3
+        )
+        assert measured["ok"] == (measured["ratio"] <= 1.05)
+        assert measured["parameters"] == {}  # saliency runs with Captum's defaults
+    assert entry["ratio"] == pytest.approx(max(m["ratio"] for m in entry["methods"].values()), 1e-3)
+
+
+def test_the_default_methods_are_the_fast_ones_on_a_cpu() -> None:
+    from visualizer.bench.attribution import default_methods
+    from visualizer.core.attribution_methods import METHODS
+
+    assert default_methods(torch.device("cpu")) == ("gradcam", "guided-gradcam", "saliency")
+    assert default_methods(torch.device("cuda")) == METHODS
+
+
+def test_the_captum_reference_computes_what_fmviz_does(networks, device: str) -> None:
+    """P10 times the same work on both sides: Captum's own call gives fmviz's ``raw`` with the
+    same parameters (a small input, few steps). The methods whose reference is more than the
+    Captum call: guided backpropagation's out-of-place ReLUs, Occlusion's window over every
+    channel, SmoothGrad's noise (which the reference draws unseeded: seeded here as fmviz
+    seeds it, to compare)."""
+    from visualizer.bench.attribution import attribution_cases
+    from visualizer.core.analysis import Analyzer
+    from visualizer.core.attribution_methods import NOISE_SEED
+
+    shared = networks.analyzer("resnet101", device)
+    analyzer = Analyzer(shared.model, device=device, resize=32, crop=32)
+    result = analyzer.analyze(bench._sample()[0])
+    small = {
+        "guided-gradcam": {},
+        "occlusion": {"sliding_window_shapes": (16, 16), "strides": (16, 16)},
+        "smoothgrad-saliency": {"nt_samples": 2},
+    }
+    cases, used = attribution_cases(analyzer, result, list(small), small)
+    for method, given in small.items():
+        assert used[method].items() >= given.items()
+        ours = cases[f"attribute {method}"]().raw
+        torch.manual_seed(NOISE_SEED)
+        theirs = cases[f"Captum {method}"]().detach().cpu()
+        torch.testing.assert_close(ours, theirs, msg=method)
+
+
 def test_p9_is_the_peak_memory_of_fmviz_over_torchvisions(results: dict[str, Any]) -> None:
     memory = results["memory_mib"]
     assert memory["fmviz"] > 100
@@ -216,9 +271,14 @@ def test_text_mode_prints_the_layer_table_and_one_line_per_ratio(
     assert [line.split()[:2] for line in table] == [[name, kind] for name, kind, _ in report.layers]
     assert lines[2 + len(report.layers)].startswith("all layers")
     ratio_lines = [line for line in lines if line.split(" ", 1)[0] in RATIOS]
-    assert [line.split()[0] for line in ratio_lines] == list(RATIOS)
+    assert [line.split()[0] for line in ratio_lines] == list(RATIOS)  # P10: one a method
     for line, key in zip(ratio_lines, RATIOS, strict=True):
-        assert f"{report.ratios[key]:.3f}× (target ≤ {DESIGN_TARGETS[key]:g}×" in line
+        ratio = report.method_ratios["saliency"] if key == "P10" else report.ratios[key]
+        assert f"{ratio:.3f}× (target ≤ {DESIGN_TARGETS[key]:g}×" in line
+    assert ratio_lines[-1].endswith(
+        f"saliency: {report.medians_ms['attribute saliency']:.1f} ms through fmviz, "
+        f"{report.medians_ms['Captum saliency']:.1f} ms through Captum"
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -25,6 +25,7 @@ from visualizer.core.analysis import AnalysisResult
 from visualizer.core.attribution_methods import (
     DEFAULTS,
     LAYER_METHODS,
+    METHOD_PARAMETERS,
     METHODS,
     CancelledError,
     defaults,
@@ -183,8 +184,34 @@ def test_bad_requests_are_refused_with_the_reason(pair) -> None:
         analyzer.attribute(result, "guided-gradcam", layer="layer9")
     with pytest.raises(ValueError, match="target 1000 is not a class index"):
         analyzer.attribute(result, "saliency", target=1000)
-    with pytest.raises(TypeError, match="n_step"):
+    with pytest.raises(TypeError, match="integrated-gradients takes no parameter 'n_step': it"):
         analyzer.attribute(result, "integrated-gradients", n_step=3)
+    # fmviz's own settings of Captum's calls, and those that would change what Captum returns
+    for method, name in [
+        ("gradcam", "relu_attributions"),
+        ("saliency", "abs"),
+        ("smoothgrad-saliency", "nt_type"),
+        ("integrated-gradients", "return_convergence_delta"),
+    ]:
+        with pytest.raises(TypeError, match=f"{method} takes no parameter '{name}'"):
+            analyzer.attribute(result, method, **{name: True})
+
+
+def test_every_default_is_a_parameter_a_user_may_set() -> None:
+    assert tuple(DEFAULTS) == METHODS
+    for method, chosen in DEFAULTS.items():
+        assert set(chosen) <= set(METHOD_PARAMETERS[method]), method
+
+
+def test_one_number_is_a_square_occlusion_window(pair) -> None:
+    _, analyzer, result = pair
+    square = analyzer.attribute(
+        result, "occlusion", sliding_window_shapes=16, strides=12, perturbations_per_eval=5
+    )
+    assert square.parameters["sliding_window_shapes"] == (16, 16)
+    assert square.parameters["strides"] == (12, 12)
+    expected = analyzer.attribute(result, "occlusion", **PARAMETERS["occlusion"])
+    assert torch.equal(square.raw, expected.raw)
 
 
 def test_gpu_defaults_batch_more_under_the_same_names() -> None:

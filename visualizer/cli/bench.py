@@ -6,7 +6,14 @@ import argparse
 import json
 
 from visualizer.choices import DEVICES, MODELS
-from visualizer.cli.options import DEFAULT_MODEL, error, positive
+from visualizer.cli.options import (
+    DEFAULT_MODEL,
+    METHODS,
+    add_method_options,
+    error,
+    method_parameters,
+    positive,
+)
 from visualizer.cli.progress import Progress
 
 
@@ -26,6 +33,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="hold weights and activations channels-last (fmviz and torchvision alike)",
     )
+    add_method_options(
+        bench,
+        default_help=(
+            "P10; default: all on a GPU, gradcam, guided-gradcam and saliency on a CPU, where "
+            "each of the others takes seconds to a minute a call; any given are timed RUNS "
+            "times on each side, with their defaults unless --parameter says otherwise"
+        ),
+    )
     bench.add_argument(
         "--startup",
         action="store_true",
@@ -33,7 +48,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "view, and its event-loop stalls (P5–P7), against python -c 'import torch' and a "
         "torchvision script",
     )
-    bench.set_defaults(run=run)
+    bench.set_defaults(run=run, usage_error=bench.error)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.startup:
         return _bench_startup(args)
+    try:  # --parameter is checked against the methods given, else against them all
+        parameters = method_parameters(args.methods or METHODS, args.parameter)
+    except ValueError as failure:
+        args.usage_error(str(failure))
     runs = args.runs or 10
     progress = Progress(2 + runs, label=f"bench {args.model}")
     try:
@@ -52,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             runs,
             progress=progress.update,
             channels_last=args.channels_last,
+            methods=args.methods,
+            parameters=parameters,
         )
     except (DeviceError, WeightsError, RuntimeError) as failure:
         progress.close()
@@ -113,12 +134,24 @@ def _bench_startup(args: argparse.Namespace) -> int:
 
 
 def _print_targets(results: dict) -> None:
-    """One line per target measured: value, target, verdict, what."""
+    """One line per target measured: value, target, verdict, what; P10 one line per method."""
     for key, entry in results.items():
         if not key.startswith("P") or not isinstance(entry, dict) or entry["ratio"] is None:
             continue
         unit = entry["unit"]
-        value = f"{entry['ratio']:6.3f}×" if unit == "×" else f"{entry['ratio']:6.1f} ms"
         target = f"{entry['target']:g}{'×' if unit == '×' else ' ms'}"
         verdict = {True: "ok", False: "over target", None: entry.get("note", "not judged")}
-        print(f"{key:<4} {value} (target ≤ {target}, {verdict[entry['ok']]}): {entry['what']}")
+        lines = [(entry["ratio"], entry["ok"], entry["what"])]
+        if "methods" in entry:  # P10: each method
+            lines = [
+                (
+                    method["ratio"],
+                    method["ok"],
+                    f"{name}: {method['fmviz_ms']:.1f} ms through fmviz, "
+                    f"{method['captum_ms']:.1f} ms through Captum",
+                )
+                for name, method in entry["methods"].items()
+            ]
+        for ratio, ok, what in lines:
+            value = f"{ratio:6.3f}×" if unit == "×" else f"{ratio:6.1f} ms"
+            print(f"{key:<4} {value} (target ≤ {target}, {verdict[ok]}): {what}")

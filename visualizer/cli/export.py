@@ -15,12 +15,16 @@ from typing import TYPE_CHECKING
 from visualizer.choices import COLORMAPS, STAGES
 from visualizer.cli.options import (
     add_compare_options,
+    add_method_options,
     add_model_options,
     class_index,
     compare_spec,
     engine_errors,
     error,
+    layer_names,
+    method_parameters,
     network_spec,
+    positive,
     stage,
     stages,
     target_problem,
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
     from visualizer.networks import NetworkSpec
 
 INTERRUPTED = 130  # the exit status of a command ended by Ctrl+C (128 + SIGINT)
+DEFAULT_FAITHFULNESS_STEPS = 32  # faithfulness.DEFAULT_STEPS, without importing torch
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -45,7 +50,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "<stem>_<model>_timings.csv (per-layer milliseconds). A FOLDER gives the images "
             "in it and its subfolders, as the window takes a dropped folder. An image's files "
             "are all written or none is. A network of your own: --weights FILE (any number of "
-            "classes, 3 or 1 input channels) with --labels, --mean, --std, --resize, --crop."
+            "classes, 3 or 1 input channels) with --labels, --mean, --std, --resize, --crop. "
+            "Attribution methods beside Grad-CAM, and any layer's grid: --methods, --layers."
         ),
     )
     export.add_argument(
@@ -110,10 +116,43 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "also write <stem>_<model>_<stage>_annotated.png and "
             "<stem>_<model>_gradcam_<stage>_annotated.png: the same pictures with a title, "
             "the class, a colour bar with its values, channel numbers, and a warning for "
-            "untrained weights"
+            "untrained weights (and one beside each method's and each layer's picture)"
         ),
     )
-    export.set_defaults(run=run)
+    methods = export.add_argument_group(
+        "attribution methods and layers",
+        "Each method's map over the image: <stem>_<model>_<method>.png, or "
+        "<stem>_<model>_<method>_<layer>.png for gradcam and guided-gradcam, at each of "
+        "--layers (else at --cam-stage; gradcam there is the usual Grad-CAM file). Each PNG's "
+        "text says the method, the parameters given to Captum, the layer, the class, and "
+        "how faithful the map is: deletion_auc and insertion_auc (RISE, Petsiuk et al. 2018). "
+        "With two maps or more, <stem>_<model>_methods.png shows them side by side with their "
+        "deletion and insertion curves. On a CPU the slow methods (integrated-gradients, "
+        "occlusion, smoothgrad-*) take seconds to minutes an image: see --parameter.",
+    )
+    add_method_options(methods, default_help="default: none")
+    methods.add_argument(
+        "--layers",
+        type=layer_names,
+        metavar="L1,L2,...",
+        help=(
+            "layers, by stage (C3) or module name (layer3.4, features.10; fmviz info --layers "
+            "lists them): write each one's channel grid, <stem>_<model>_<layer>.png, and attribute "
+            "gradcam and guided-gradcam there"
+        ),
+    )
+    methods.add_argument(
+        "--faithfulness-steps",
+        type=positive,
+        default=DEFAULT_FAITHFULNESS_STEPS,
+        metavar="N",
+        help=(
+            "points on each deletion and insertion curve after the first, each 1/N of the "
+            f"pixels (default {DEFAULT_FAITHFULNESS_STEPS}; each map costs 2N + 2 inputs "
+            "through the network, 16 a pass)"
+        ),
+    )
+    export.set_defaults(run=run, usage_error=export.error)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,17 +162,19 @@ def run(args: argparse.Namespace) -> int:
     from models.weights import PATH_SHOWN, shown  # noqa: PLC0415
     from visualizer.core.export import ExportOptions  # noqa: PLC0415
 
+    lineup = _lineup(args)
+    parameters = _method_usage(args, lineup)  # exits 2 on a bad combination
     out = _OutputFolder(args.out)
     problem = out.unwritable()
     if problem:
         error(f"{shown(out.path, PATH_SHOWN)}: {problem}")
         return 1
-    lineup = _lineup(args)
     try:
         analyzers = [_analyzer(spec, args.device) for spec in lineup.specs]
     except engine_errors() as failure:
         error(str(failure))
         return 1
+    _check_layers(args, analyzers[0])  # exits 2 on a layer the network does not have
     # --target is the lead's class (and the other's too when they share their classes).
     problem = target_problem(args.target, analyzers[lineup.lead].num_classes)
     if problem:
@@ -147,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale,
         order=args.order,
         annotate=args.annotate,
+        methods=args.methods or (),
+        layers=args.layers or (),
+        parameters=parameters,
+        faithfulness_steps=args.faithfulness_steps,
     )
     tally = _Tally()
     try:
@@ -167,6 +212,32 @@ def run(args: argparse.Namespace) -> int:
     summary = f"exported {tally.exported} of {tally.images} images ({tally.files} files)"
     print(f"{summary} to {shown(out.path, PATH_SHOWN)}", flush=True)
     return 1 if tally.failures else 0
+
+
+def _method_usage(args: argparse.Namespace, lineup: _Lineup) -> dict[str, dict[str, object]]:
+    """The Captum parameters of each method asked (``--methods``, ``--parameter``); a bad
+    combination is a usage error (exit status 2, argparse's message)."""
+    if (args.methods or args.layers) and len(lineup.specs) > 1:
+        args.usage_error("--methods and --layers export one network: not with --compare")
+    if args.parameter and not args.methods:
+        args.usage_error("--parameter sets a method's parameter: name the methods (--methods)")
+    try:
+        return method_parameters(args.methods or (), args.parameter)
+    except ValueError as failure:
+        args.usage_error(str(failure))
+        raise  # (usage_error exits)
+
+
+def _check_layers(args: argparse.Namespace, analyzer: Analyzer) -> None:
+    """A usage error (exit status 2) for a layer of ``--layers`` that ``analyzer``'s network
+    does not have: neither a stage nor a module whose output is a feature map."""
+    from visualizer.core.layers import unknown_layer  # noqa: PLC0415
+
+    known = analyzer.feature_layers()
+    names = {layer.name for layer in known}
+    for name in args.layers or ():
+        if name not in STAGES and name not in names:
+            args.usage_error(f"argument --layers: {unknown_layer(name, known)}")
 
 
 @dataclass(frozen=True)
@@ -234,6 +305,11 @@ def _export_all(
                 progress.message(f"{entry.kind}: {entry.message}")
                 continue
             progress.update(tally.done, label=shown(entry, PATH_SHOWN))
+            name = shown(entry, PATH_SHOWN)
+
+            def step(what: str, done: int, total: int, name: str = name) -> None:
+                progress.update(tally.done, label=f"{name}: {what} {done}/{total}")
+
             outcome = _export_one(
                 entry,
                 next(stems),
@@ -242,6 +318,7 @@ def _export_all(
                 options,
                 lineup=lineup,
                 note=progress.message,
+                step=step,
             )
             tally.done += 1
             if isinstance(outcome, str):
@@ -317,12 +394,14 @@ def _export_one(
     *,
     lineup: _Lineup,
     note: Callable[[str], None] = print,
+    step: Callable[[str, int, int], None] | None = None,
 ) -> int | str:
     """The number of files written for ``path``, or why it failed (``"<file>: <reason>"``);
     what reading the image skipped or found malformed is told through ``note``, a line each.
 
     With two networks, their comparison is written too (see ``_write``). All of the image's
     files are written or none is (``KeyboardInterrupt`` included, which goes on).
+    ``step(what, done, total)`` hears of the attribution methods' passes of the network.
     """
     from models.weights import PATH_SHOWN, shown  # noqa: PLC0415
     from visualizer.core import ImageLoadError, load_image_with_notes  # noqa: PLC0415
@@ -334,7 +413,10 @@ def _export_one(
         image, notes = load_image_with_notes(path)
         for text in notes:
             note(f"note: {text}")
-        results = [analyzer.analyze(image, source=path) for analyzer in analyzers]
+        layers = [name for name in options.layers if name not in STAGES]
+        # (asked for only when there are some: a plain export calls analyze as it always has)
+        more = {"layers": layers} if layers else {}
+        results = [analyzer.analyze(image, source=path, **more) for analyzer in analyzers]
         try:
             out.make()
             with WriteBatch() as batch:
@@ -346,6 +428,7 @@ def _export_one(
                     options,
                     batch=batch,
                     lineup=lineup,
+                    step=step,
                 )
             return len(batch.committed)
         except OSError as failure:
@@ -369,9 +452,10 @@ def _write(
     *,
     batch: WriteBatch,
     lineup: _Lineup,
+    step: Callable[[str, int, int], None] | None = None,
 ) -> None:
     """Every file of one image, into ``batch``; each network's own under its name in
-    ``lineup.names``.
+    ``lineup.names`` (``step``: ``export_result``'s ``progress``).
 
     Each network's own files explain its own top-1 class unless ``--target`` names one, as
     without ``--compare``; ``--target`` is the lead's class, and the other's only when both
@@ -386,7 +470,7 @@ def _write(
     sides = zip(analyzers, results, lineup.names, strict=True)
     for index, (analyzer, result, name) in enumerate(sides):
         own = options if shared or index == lead else dataclasses.replace(options, target=None)
-        export_result(analyzer, result, out, stem, own, batch=batch, name=name)
+        export_result(analyzer, result, out, stem, own, batch=batch, name=name, progress=step)
     if len(analyzers) > 1:
         export_comparison(
             analyzers,

@@ -11,12 +11,14 @@ compared, the other one takes the same options with ``compare-`` in front
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from visualizer.choices import DEVICES, MODELS, STAGES
+from visualizer.choices import DEVICES, METHOD_PARAMETERS, METHODS, MODELS, STAGES
 from visualizer.networks import NetworkSpec, parse_size, parse_values
 
 T = TypeVar("T")
@@ -272,3 +274,164 @@ def screenshot_path(text: str) -> str:
     if Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text}: is a folder; give a file name")
     return text
+
+
+# --- attribution methods (fmviz export --methods, fmviz bench --methods) -----------------------
+
+# The values of the parameters of ``choices.METHOD_PARAMETERS``: "count" a
+# whole number ≥ 1, "number" any finite number, "positive" a number > 0, "pair" HxW (or H,W,
+# or one number for both) in input pixels, a tuple of words: one of them. Captum's other
+# parameters are fmviz's to set (relu_attributions, abs, nt_type) or change what Captum
+# returns (return_convergence_delta, attr_dim_summation, attribute_to_layer_input).
+PARAMETER_KINDS: dict[str, str | tuple[str, ...]] = {
+    "n_steps": "count",
+    "baselines": "number",
+    "method": (
+        "gausslegendre",
+        "riemann_right",
+        "riemann_left",
+        "riemann_middle",
+        "riemann_trapezoid",
+    ),
+    "internal_batch_size": "count",
+    "sliding_window_shapes": "pair",
+    "strides": "pair",
+    "perturbations_per_eval": "count",
+    "nt_samples": "count",
+    "nt_samples_batch_size": "count",
+    "stdevs": "positive",
+    "interpolate_mode": ("nearest", "bilinear", "bicubic", "area"),
+}
+
+
+def methods(text: str) -> tuple[str, ...]:
+    """``all`` or a comma-separated list of ``METHODS``, in the order given, each once."""
+    if text.strip().lower() == "all":
+        return METHODS
+    chosen: list[str] = []
+    for part in (part.strip().lower() for part in text.split(",")):
+        if not part:
+            continue
+        if part not in METHODS:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not a method: choose from {', '.join(METHODS)}, or all"
+            )
+        if part not in chosen:
+            chosen.append(part)
+    if not chosen:
+        raise argparse.ArgumentTypeError("name at least one method, or all")
+    return tuple(chosen)
+
+
+def layer_names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of layers: stages (any case) or module names (``layer3.4``,
+    ``features.10``), each once. Whether the network has them is known once it is loaded."""
+    chosen: list[str] = []
+    for part in (part.strip() for part in text.split(",")):
+        name = part.upper() if part.upper() in STAGES else part
+        if name and name not in chosen:
+            chosen.append(name)
+    if not chosen:
+        raise argparse.ArgumentTypeError("name at least one layer, e.g. C5 or layer3.4")
+    return tuple(chosen)
+
+
+def parameter(text: str) -> tuple[str, object]:
+    """``NAME=VALUE``: one of ``PARAMETER_KINDS``, its value converted as the kind says.
+
+    Examples::
+
+        parameter("n_steps=8")  # ("n_steps", 8)
+        parameter("sliding_window_shapes=16x16")  # ("sliding_window_shapes", (16, 16))
+    """
+    name, equals, value = text.partition("=")
+    name, value = name.strip(), value.strip()
+    if not equals or not name or not value:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, e.g. n_steps=16")
+    if name not in PARAMETER_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not a parameter fmviz passes on: choose from {', '.join(PARAMETER_KINDS)}"
+        )
+    try:
+        return name, _parameter_value(PARAMETER_KINDS[name], value)
+    except ValueError as failure:
+        raise argparse.ArgumentTypeError(f"{text}: {failure}") from None
+
+
+def _parameter_value(kind: str | tuple[str, ...], text: str) -> object:
+    """``text`` as a value of ``kind`` (see ``PARAMETER_KINDS``).
+
+    Raises:
+        ValueError: a one-line reason.
+    """
+    if isinstance(kind, tuple):
+        if text not in kind:
+            raise ValueError(f"choose from {', '.join(kind)}")
+        return text
+    if kind == "pair":
+        parts = [part.strip() for part in re.split(r"[x,]", text.lower())]
+        if len(parts) not in (1, 2) or not all(part.isdigit() and int(part) > 0 for part in parts):
+            raise ValueError("give a size in pixels, HxW, H,W or one number for both")
+        height, width = (int(parts[0]), int(parts[-1]))
+        return (height, width)
+    if kind == "count":
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError("give a whole number of at least 1")
+        return int(text)
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError("give a number") from None
+    if not math.isfinite(number) or (kind == "positive" and number <= 0):
+        raise ValueError("give a finite number" + (" above 0" if kind == "positive" else ""))
+    return number
+
+
+def method_parameters(
+    chosen: Sequence[str], given: Sequence[tuple[str, object]]
+) -> dict[str, dict[str, object]]:
+    """Each method of ``chosen`` with the parameters of ``given`` (``--parameter``) it takes;
+    a parameter given twice: the last one counts.
+
+    Raises:
+        ValueError: a parameter that no method of ``chosen`` takes (the message names those
+            that do).
+    """
+    taken: dict[str, dict[str, object]] = {method: {} for method in chosen}
+    for name, value in given:
+        takers = [method for method in chosen if name in METHOD_PARAMETERS[method]]
+        if not takers:
+            others = [method for method in METHODS if name in METHOD_PARAMETERS[method]]
+            raise ValueError(
+                f"--parameter {name}: no method asked for takes it "
+                f"({', '.join(chosen) or 'none asked'}); {' and '.join(others)} "
+                f"{'does' if len(others) == 1 else 'do'}"
+            )
+        for method in takers:
+            taken[method][name] = value
+    return taken
+
+
+def add_method_options(parser: argparse.ArgumentParser, *, default_help: str) -> None:
+    """``--methods`` (``methods``) and ``--parameter NAME=VALUE`` (repeatable), for the
+    attribution methods; ``default_help`` says what no ``--methods`` means."""
+    parser.add_argument(
+        "--methods",
+        type=methods,
+        metavar="all|M1,M2,...",
+        help=f"attribution methods, from {', '.join(METHODS)} ({default_help})",
+    )
+    parser.add_argument(
+        "--parameter",
+        type=parameter,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=(
+            "a Captum parameter, under Captum's name, for every method asked that takes it "
+            "(repeatable): n_steps, internal_batch_size, baselines, method (integrated "
+            "gradients); sliding_window_shapes and strides (HxW pixels), "
+            "perturbations_per_eval (occlusion); nt_samples, nt_samples_batch_size, stdevs "
+            "(SmoothGrad); interpolate_mode (Guided Grad-CAM); e.g. --parameter n_steps=16"
+        ),
+    )

@@ -41,7 +41,23 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from visualizer.choices import LAYER_METHODS, METHOD_PARAMETERS, METHOD_TITLES, METHODS
 from visualizer.core.attribution import min_max
+
+__all__ = [
+    "DEFAULTS",
+    "LAYER_METHODS",
+    "METHODS",
+    "METHOD_PARAMETERS",
+    "TITLES",
+    "Attribution",
+    "CancelledError",
+    "attribute",
+    "defaults",
+    "describe_parameters",
+    "passes",
+    "reduced",
+]
 
 # Defaults, under Captum's own parameter names. Sizes are in input pixels, noise in the units of
 # the normalised input (one standard deviation of ImageNet's pixels is 1).
@@ -77,18 +93,7 @@ GPU_BATCHES: Mapping[str, Mapping[str, int]] = MappingProxyType(
         "smoothgrad-ig": {"nt_samples_batch_size": 8, "internal_batch_size": 160},
     }
 )
-METHODS: tuple[str, ...] = tuple(DEFAULTS)
-TITLES: Mapping[str, str] = MappingProxyType(
-    {
-        "gradcam": "Grad-CAM",
-        "guided-gradcam": "Guided Grad-CAM",
-        "saliency": "Saliency",
-        "integrated-gradients": "Integrated Gradients",
-        "occlusion": "Occlusion",
-        "smoothgrad-saliency": "SmoothGrad (Saliency)",
-        "smoothgrad-ig": "SmoothGrad (Integrated Gradients)",
-    }
-)
+TITLES: Mapping[str, str] = MappingProxyType(METHOD_TITLES)
 # Sources, for documentation and figures' metadata.
 PAPERS: Mapping[str, str] = MappingProxyType(
     {
@@ -102,7 +107,6 @@ PAPERS: Mapping[str, str] = MappingProxyType(
     }
 )
 Progress = Callable[[int, int], None]  # (passes done, passes in all); may raise to stop
-LAYER_METHODS = ("gradcam", "guided-gradcam")  # the methods that attribute at a layer
 NOISE_SEED = 0  # SmoothGrad's noise: the same map for the same input, every time
 
 
@@ -118,6 +122,21 @@ def defaults(method: str, device: torch.device | str = "cpu") -> dict[str, objec
     if torch.device(device).type == "cuda":
         chosen.update(GPU_BATCHES.get(method, {}))
     return chosen
+
+
+def _checked(method: str, parameters: Mapping[str, object]) -> dict[str, object]:
+    """``parameters`` if ``method`` takes them all (``choices.METHOD_PARAMETERS``), window
+    sizes and strides given as one number made pairs."""
+    offered = METHOD_PARAMETERS[method]
+    for name in parameters:
+        if name not in offered:
+            takes = f"it takes {', '.join(offered)}" if offered else "it takes none"
+            raise TypeError(f"{method} takes no parameter {name!r}: {takes}")
+    checked = dict(parameters)
+    for name in ("sliding_window_shapes", "strides"):
+        if isinstance(checked.get(name), int):
+            checked[name] = (checked[name], checked[name])
+    return checked
 
 
 def describe_parameters(parameters: Mapping[str, object]) -> str:
@@ -136,7 +155,6 @@ def passes(method: str, parameters: Mapping[str, object], size: tuple[int, int])
         return _batches(int(parameters["n_steps"]), parameters.get("internal_batch_size"))
     if method == "occlusion":
         window, strides = parameters["sliding_window_shapes"], parameters["strides"]
-        strides = strides if isinstance(strides, tuple) else (strides, strides)
         places = math.prod(
             (side - w) // s + 1 for side, w, s in zip(size, window, strides, strict=True)
         )
@@ -201,7 +219,7 @@ def attribute(
             that needs it.
         TypeError: a parameter Captum's method does not take (Captum's own message).
     """
-    chosen = {**defaults(method, x.device), **parameters}
+    chosen = {**defaults(method, x.device), **_checked(method, parameters)}
     if (layer is not None) != (method in LAYER_METHODS):
         needs = "needs a layer" if method in LAYER_METHODS else "takes no layer"
         raise ValueError(f"{method} {needs}")
@@ -269,8 +287,7 @@ def _captum(
     if method == "occlusion":
         channels = inputs.shape[1]
         window = (channels, *parameters.pop("sliding_window_shapes"))  # type: ignore[misc]
-        strides = parameters.pop("strides")
-        strides = (channels, *strides) if isinstance(strides, tuple) else strides
+        strides = (channels, *parameters.pop("strides"))  # type: ignore[misc]
         return Occlusion(model).attribute(
             inputs, target=target, sliding_window_shapes=window, strides=strides, **parameters
         )

@@ -16,23 +16,40 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
+import json
 import os
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from PIL import Image, PngImagePlugin
 
 from models import STAGE_NAMES
 from visualizer import __version__
-from visualizer.core.analysis import AnalysisResult, Analyzer
+from visualizer.core.analysis import DEFAULT_CAM_STAGE, AnalysisResult, Analyzer
 from visualizer.core.attribution import GradCam
-from visualizer.core.figure import figure_info, grid_figure, overlay_figure
+from visualizer.core.attribution_methods import LAYER_METHODS, PAPERS, TITLES
+from visualizer.core.faithfulness import DEFAULT_STEPS
+from visualizer.core.figure import (
+    MAP_WORDS,
+    activation,
+    attribution_figure,
+    figure_info,
+    grid_figure,
+    overlay_figure,
+)
+from visualizer.core.methods_figure import methods_figure
 from visualizer.core.render import ORDERS, SCALES, Grid, overlay, render_grid
 from visualizer.core.timing import Timing
+
+if TYPE_CHECKING:
+    from visualizer.core.attribution_methods import Attribution
+    from visualizer.core.faithfulness import Faithfulness
 
 # Output names add up to 35 bytes to an image's stem ("_resnet101_gradcam_C5_annotated.png"),
 # and their temporary names 15 more (".", ".1a2b3c4d.part"): longer stems are cut
@@ -60,6 +77,17 @@ class ExportOptions:
     # Also write each picture as an annotated figure (figure.py): title, colour bar, channel
     # numbers, "untrained weights"; the raw files stay as they are.
     annotate: bool = False
+    # Attribution methods (``attribution_methods.METHODS``) to write an overlay of, each with
+    # its faithfulness; Grad-CAM and Guided Grad-CAM at each of ``layers`` (else at
+    # ``cam_stage``). With two attributions or more, also a figure of them side by side.
+    methods: Sequence[str] = ()
+    # Layers (stages, or module names of ``Analyzer.feature_layers()``) to write a grid of,
+    # and to attribute at; the analysis must hold the module names' outputs
+    # (``Analyzer.analyze(image, layers=...)``).
+    layers: Sequence[str] = ()
+    # Captum's parameters by method (``Analyzer.attribute``'s); a method left out: defaults.
+    parameters: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    faithfulness_steps: int = DEFAULT_STEPS  # points on each curve after the start
 
 
 def fitting_stem(stem: str) -> str:
@@ -69,19 +97,82 @@ def fitting_stem(stem: str) -> str:
     return stem
 
 
-def output_names(stem: str, model: str, options: ExportOptions) -> list[str]:
-    """The file names ``export_result`` writes for an image named ``stem`` (cut to fit)."""
+@dataclass(frozen=True)
+class _Planned:
+    """One file ``export_result`` writes: its ``kind``, what it shows and its name.
+
+    Kinds: ``grid`` (a stage's or a layer's, ``subject`` its name), ``overlay`` (the Grad-CAM
+    overlay at ``cam_stage`` that ``methods`` do not write), ``attribution`` (``subject``:
+    ``(method, layer or None)``), each with an ``_annotated`` figure on request; ``methods``
+    (the side-by-side figure) and ``timings``.
+    """
+
+    kind: str
+    subject: object
+    name: str
+
+
+def attribution_layers(options: ExportOptions) -> tuple[str, ...]:
+    """Where the layer methods (Grad-CAM, Guided Grad-CAM) attribute: ``options.layers``,
+    else ``options.cam_stage`` (C5 when None)."""
+    return tuple(options.layers) or (options.cam_stage or DEFAULT_CAM_STAGE,)
+
+
+def attributions_asked(options: ExportOptions) -> list[tuple[str, str | None]]:
+    """``(method, layer)`` of each attribution ``options`` ask for, in order (layer None for
+    the methods that attribute at the pixels)."""
+    return [
+        (method, layer)
+        for method in options.methods
+        for layer in (attribution_layers(options) if method in LAYER_METHODS else (None,))
+    ]
+
+
+def _plan(stem: str, model: str, options: ExportOptions) -> list[_Planned]:
+    """Every file of one image, in the order ``export_result`` writes them."""
     stem = fitting_stem(stem)
-    pictures = [f"{stem}_{model}_{stage}" for stage in options.stages]
-    if options.cam_stage is not None:
-        pictures.append(f"{stem}_{model}_gradcam_{options.cam_stage}")
-    names = []
-    for picture in pictures:
-        names.append(f"{picture}.png")
+    asked = attributions_asked(options)
+    planned: list[_Planned] = []
+
+    def picture(kind: str, subject: object, name: str) -> None:
+        planned.append(_Planned(kind, subject, f"{name}.png"))
         if options.annotate:
-            names.append(f"{picture}_annotated.png")
-    names.append(f"{stem}_{model}_timings.csv")
-    return names
+            planned.append(_Planned(f"{kind}_annotated", subject, f"{name}_annotated.png"))
+
+    for name in grid_names(options):
+        picture("grid", name, f"{stem}_{model}_{name}")
+    if options.cam_stage is not None and ("gradcam", options.cam_stage) not in asked:
+        picture("overlay", options.cam_stage, f"{stem}_{model}_gradcam_{options.cam_stage}")
+    for method, layer in asked:
+        suffix = f"{method}_{layer}" if layer is not None else method
+        picture("attribution", (method, layer), f"{stem}_{model}_{suffix}")
+    if len(asked) > 1:
+        planned.append(_Planned("methods", None, f"{stem}_{model}_methods.png"))
+    planned.append(_Planned("timings", None, f"{stem}_{model}_timings.csv"))
+    return planned
+
+
+def grid_names(options: ExportOptions) -> list[str]:
+    """The stages and layers ``export_result`` writes a grid of: the stages asked and those
+    named among ``options.layers``, in network order, then the other layers, in the order
+    given."""
+    stages = set(options.stages) | {name for name in options.layers if name in STAGE_NAMES}
+    return [stage for stage in STAGE_NAMES if stage in stages] + [
+        name for name in options.layers if name not in STAGE_NAMES
+    ]
+
+
+def output_names(stem: str, model: str, options: ExportOptions) -> list[str]:
+    """The file names ``export_result`` writes for an image named ``stem`` (cut to fit).
+
+    Per stage (``options.stages`` and the stages among ``options.layers``) and per layer of
+    ``options.layers``: ``<stem>_<model>_<name>.png``; the Grad-CAM overlay
+    ``<stem>_<model>_gradcam_<cam_stage>.png``; per attribution method
+    ``<stem>_<model>_<method>.png``, or ``<stem>_<model>_<method>_<layer>.png`` for the layer
+    methods; with ``annotate``, an ``_annotated.png`` beside each of these; with two
+    attributions or more ``<stem>_<model>_methods.png``; ``<stem>_<model>_timings.csv``.
+    """
+    return [planned.name for planned in _plan(stem, model, options)]
 
 
 def export_result(
@@ -94,15 +185,21 @@ def export_result(
     cams: Mapping[str, GradCam] | None = None,
     batch: WriteBatch | None = None,
     name: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[Path]:
     """Write the grids, the Grad-CAM overlay and the timings of ``result`` into ``folder``;
-    with ``options.annotate``, an annotated figure beside each grid and the overlay.
+    with ``options.annotate``, an annotated figure beside each grid and overlay; with
+    ``options.methods``, each method's overlay (``save_attribution``) and, for two or more,
+    their figure side by side (``save_methods_figure``). ``output_names`` lists them.
 
     ``cams``: Grad-CAMs of ``options.target`` already computed for the stages the options
     need (None: computed here). ``name``: the network's name in the file names (default:
     ``result.model``, as DESIGN §4 names them; a comparison of one architecture twice tells
     its two networks apart with ``visualizer.networks.network_names``). The folder must exist.
     Class labels are ``analyzer.categories`` (a labels file's, the checkpoint's, ImageNet's).
+    ``progress(what, done, total)`` hears of each pass of the network while the methods run
+    (``what``: e.g. ``"integrated-gradients"``, ``"faithfulness of saliency"``), and may stop
+    the export by raising.
 
     All the files or none: each is written under a temporary name and all are renamed into
     place at the end (`WriteBatch`); a failure leaves the folder as it was, old files
@@ -114,50 +211,120 @@ def export_result(
 
     Raises:
         OSError: a file could not be written (the error names it); nothing of the call is left.
+        KeyError: a layer of ``options.layers`` that ``result.layers`` does not hold.
+        ValueError, TypeError: a method, layer or parameter the engine refuses
+            (``Analyzer.attribute``).
     """
     folder = Path(folder)
-    names = iter(output_names(stem, name or result.model, options))
+    plan = _plan(stem, name or result.model, options)
     if cams is None:
-        wanted = {options.cam_stage} if options.cam_stage else set()
+        wanted = {p.subject for p in plan if p.kind == "overlay"}
         if options.order == "gradcam":
-            wanted |= set(options.stages)
+            wanted |= {name for name in grid_names(options) if name in STAGE_NAMES}
         cams = analyzer.gradcams(result, sorted(wanted), options.target) if wanted else {}
+    attributions = _attributions(analyzer, result, options, progress)
     written = []
     with writing_into(batch) as files:
-        for stage in options.stages:
-            grid = stage_grid(result, stage, options, cams)
-            written.append(save_grid(folder / next(names), result, stage, grid, batch=files))
-            if options.annotate:
-                ordered_by = None
-                if options.order == "gradcam":
-                    ordered_by = (cams[stage].target, analyzer.categories[cams[stage].target])
-                path = folder / next(names)
-                written.append(
-                    save_grid_figure(path, result, stage, grid, order_class=ordered_by, batch=files)
+        for planned in plan:
+            path = folder / planned.name
+            written.append(
+                _write_planned(
+                    planned,
+                    path,
+                    analyzer=analyzer,
+                    result=result,
+                    options=options,
+                    cams=cams,
+                    attributions=attributions,
+                    batch=files,
                 )
-        if options.cam_stage is not None:
-            cam = cams[options.cam_stage]
-            label = analyzer.categories[cam.target]
-            path = folder / next(names)
-            written.append(save_overlay(path, result, cam, label, options, batch=files))
-            if options.annotate:
-                path = folder / next(names)
-                written.append(save_overlay_figure(path, result, cam, label, options, batch=files))
-        written.append(save_timings(folder / next(names), result.timings, batch=files))
+            )
     return written
+
+
+def _attributions(
+    analyzer: Analyzer,
+    result: AnalysisResult,
+    options: ExportOptions,
+    progress: Callable[[str, int, int], None] | None,
+) -> dict[tuple[str, str | None], tuple[Attribution, Faithfulness]]:
+    """Each attribution ``options`` ask for, with its faithfulness, by ``(method, layer)``."""
+    done = {}
+    for method, layer in attributions_asked(options):
+        what = method if layer is None else f"{method} at {layer}"
+        told = None if progress is None else functools.partial(progress, what)
+        attribution = analyzer.attribute(
+            result,
+            method,
+            options.target,
+            layer,
+            progress=told,
+            **options.parameters.get(method, {}),
+        )
+        told = None if progress is None else functools.partial(progress, f"faithfulness of {what}")
+        faithfulness = analyzer.faithfulness(
+            result, attribution, steps=options.faithfulness_steps, progress=told
+        )
+        done[method, layer] = (attribution, faithfulness)
+    return done
+
+
+def _write_planned(
+    planned: _Planned,
+    path: Path,
+    *,
+    analyzer: Analyzer,
+    result: AnalysisResult,
+    options: ExportOptions,
+    cams: Mapping[str, GradCam],
+    attributions: Mapping[tuple[str, str | None], tuple[Attribution, Faithfulness]],
+    batch: WriteBatch,
+) -> Path:
+    """Write one file of ``_plan`` into ``batch``."""
+    kind, subject = planned.kind, planned.subject
+    if kind in ("grid", "grid_annotated"):
+        grid = stage_grid(result, subject, options, cams)
+        if kind == "grid":
+            return save_grid(path, result, subject, grid, batch=batch)
+        ordered_by = None
+        if grid.order == "gradcam":
+            ordered_by = (cams[subject].target, analyzer.categories[cams[subject].target])
+        return save_grid_figure(path, result, subject, grid, order_class=ordered_by, batch=batch)
+    if kind in ("overlay", "overlay_annotated"):
+        cam = cams[subject]
+        label = analyzer.categories[cam.target]
+        save = save_overlay if kind == "overlay" else save_overlay_figure
+        return save(path, result, cam, label, options, batch=batch)
+    if kind in ("attribution", "attribution_annotated"):
+        attribution, faithfulness = attributions[subject]
+        label = analyzer.categories[attribution.target]
+        save = save_attribution if kind == "attribution" else save_attribution_figure
+        return save(
+            path, result, attribution, label, options, faithfulness=faithfulness, batch=batch
+        )
+    if kind == "methods":
+        pairs = list(attributions.values())
+        label = analyzer.categories[pairs[0][0].target]
+        return save_methods_figure(path, result, pairs, label, options, batch=batch)
+    return save_timings(path, result.timings, batch=batch)
 
 
 def stage_grid(
     result: AnalysisResult, stage: str, options: ExportOptions, cams: Mapping[str, GradCam]
 ) -> Grid:
-    """The tile grid of ``stage`` as ``options`` ask; ordered by Grad-CAM weight, from ``cams``
-    (which then must hold ``stage``)."""
-    weights = cams[stage].channel_weights if options.order == "gradcam" else None
+    """The tile grid of ``stage`` (or of a layer of ``result.layers``) as ``options`` ask;
+    ordered by Grad-CAM weight, from ``cams`` (which then must hold ``stage``). A layer's
+    grid is in channel order where a stage's would be in Grad-CAM weight's (Grad-CAM's
+    weights are the stages')."""
+    order = options.order
+    if order == "gradcam" and stage not in result.stages:
+        order = "index"
+    weights = cams[stage].channel_weights if order == "gradcam" else None
     return render_grid(
-        result.stages[stage],
+        activation(result, stage),
         colormap=options.colormap,
         scale=options.scale,
-        order=options.order,
+        order=order,
         weights=weights,
     )
 
@@ -252,6 +419,180 @@ def overlay_metadata(
     }
 
 
+def save_attribution(
+    path: str | os.PathLike[str],
+    result: AnalysisResult,
+    attribution: Attribution,
+    label: str,
+    options: ExportOptions = ExportOptions(),
+    *,
+    faithfulness: Faithfulness,
+    batch: WriteBatch | None = None,
+) -> Path:
+    """Write an attribution method's map (of class ``label``) over the input, as the Grad-CAM
+    overlay is written (``save_overlay``), with ``attribution_metadata``; ``batch``: as for
+    ``save_png``."""
+    picture = overlay(
+        result.view, attribution.map, opacity=options.opacity, colormap=options.cam_colormap
+    )
+    metadata = attribution_metadata(result, attribution, faithfulness, label, options)
+    return save_png(path, Image.fromarray(picture, "RGB"), metadata, batch=batch)
+
+
+def save_attribution_figure(
+    path: str | os.PathLike[str],
+    result: AnalysisResult,
+    attribution: Attribution,
+    label: str,
+    options: ExportOptions = ExportOptions(),
+    *,
+    faithfulness: Faithfulness,
+    batch: WriteBatch | None = None,
+) -> Path:
+    """Write the annotated figure of an attribution (``figure.attribution_figure``) as a PNG,
+    with ``attribution_metadata`` and the figure's text chunks."""
+    figure = attribution_figure(
+        result,
+        attribution,
+        label,
+        faithfulness=faithfulness,
+        colormap=options.cam_colormap,
+        opacity=options.opacity,
+    )
+    metadata = {
+        **attribution_metadata(result, attribution, faithfulness, label, options),
+        **figure_info(figure).metadata(),
+    }
+    return save_png(path, figure, metadata, batch=batch)
+
+
+def save_methods_figure(
+    path: str | os.PathLike[str],
+    result: AnalysisResult,
+    attributions: Sequence[tuple[Attribution, Faithfulness]],
+    label: str,
+    options: ExportOptions = ExportOptions(),
+    *,
+    batch: WriteBatch | None = None,
+) -> Path:
+    """Write the attributions of one class side by side (``methods_figure.methods_figure``).
+
+    Text chunks: ``result_metadata``'s, ``target``, ``methods`` (the methods, in order),
+    ``attributions`` (JSON: a list of ``{method, layer, parameters, deletion_auc,
+    insertion_auc}``), ``faithfulness`` (how it was measured) and the figure's (``title``,
+    ``caption``, ``placement``, ``warning``).
+    """
+    figure = methods_figure(
+        result, attributions, label, colormap=options.cam_colormap, opacity=options.opacity
+    )
+    target = attributions[0][0].target
+    steps = len(attributions[0][1].fractions) - 1
+    summary = [
+        {
+            "method": attribution.method,
+            "layer": attribution.layer,
+            "parameters": _jsonable(attribution.parameters),
+            "deletion_auc": faithfulness.deletion_auc,
+            "insertion_auc": faithfulness.insertion_auc,
+        }
+        for attribution, faithfulness in attributions
+    ]
+    metadata = {
+        **result_metadata(result),
+        "target": f"{target} {label}",
+        "methods": ",".join(dict.fromkeys(a.method for a, _ in attributions)),
+        "attributions": json.dumps(summary),
+        "faithfulness": faithfulness_method(steps),
+        "colormap": options.cam_colormap,
+        "opacity": f"{options.opacity:g}",
+        **figure_info(figure).metadata(),
+    }
+    return save_png(path, figure, metadata, batch=batch)
+
+
+def faithfulness_method(steps: int) -> str:
+    """How ``deletion_auc`` and ``insertion_auc`` were measured, in words."""
+    return (
+        f"deletion and insertion (Petsiuk et al., RISE, BMVC 2018): {steps} steps of 1/{steps} "
+        "of the pixels, most attributed first, deleted pixels 0 in the normalised input (the "
+        "mean colour); the areas under the class's probability, trapezoidal rule over the "
+        "fraction of pixels 0 to 1"
+    )
+
+
+def attribution_metadata(
+    result: AnalysisResult,
+    attribution: Attribution,
+    faithfulness: Faithfulness,
+    label: str,
+    options: ExportOptions,
+) -> dict[str, str]:
+    """PNG text chunks of an attribution's overlay: ``result_metadata``'s; ``method`` (its
+    name in ``attribution_methods.METHODS``), ``method description`` (Captum's call and how
+    the map is made), ``paper``; ``parameters`` (JSON: what went to Captum, defaults
+    included); ``layer`` (a stage or module name, or ``input`` for methods at the pixels);
+    ``stage`` for a layer method at a stage; ``target`` (``"<index> <label>"``);
+    ``deletion_auc`` and ``insertion_auc`` (``repr`` of the floats), ``deletion_curve`` and
+    ``insertion_curve`` (JSON lists, the probability at each fraction), ``faithfulness`` (how
+    they were measured); colormap, opacity and normalisation."""
+    steps = len(faithfulness.fractions) - 1
+    text = {
+        **result_metadata(result),
+        "method": attribution.method,
+        "method description": method_description(attribution.method),
+        "paper": PAPERS.get(attribution.method, ""),
+        "parameters": json.dumps(_jsonable(attribution.parameters)),
+        "layer": attribution.layer or "input",
+        "target": f"{attribution.target} {label}",
+        "deletion_auc": repr(faithfulness.deletion_auc),
+        "insertion_auc": repr(faithfulness.insertion_auc),
+        "deletion_curve": json.dumps([float(v) for v in faithfulness.deletion]),
+        "insertion_curve": json.dumps([float(v) for v in faithfulness.insertion]),
+        "faithfulness": faithfulness_method(steps),
+        "colormap": options.cam_colormap,
+        "opacity": f"{options.opacity:g}",
+        "normalisation": "min–max to [0, 1]",
+    }
+    if attribution.layer in STAGE_NAMES:
+        text["stage"] = attribution.layer
+    return text
+
+
+def method_description(method: str) -> str:
+    """A method's Captum call and how its result becomes a map, in words (for Grad-CAM,
+    ``GRADCAM_METHOD``)."""
+    if method == "gradcam":
+        return GRADCAM_METHOD
+    title = TITLES.get(method, method)
+    captum = CAPTUM_CALLS.get(method, "Captum")
+    return f"{title}: {captum}; map: {MAP_WORDS[method]}, min–max scaled to [0, 1]"
+
+
+# Captum's class behind each method, for ``method_description``.
+CAPTUM_CALLS = {
+    "guided-gradcam": "Captum GuidedGradCam (ReLUs made out-of-place for its pass)",
+    "saliency": "Captum Saliency (abs=True)",
+    "integrated-gradients": "Captum IntegratedGradients",
+    "occlusion": "Captum Occlusion (the window covers every channel)",
+    "smoothgrad-saliency": "Captum NoiseTunnel(Saliency, abs=True), smoothgrad, seeded noise",
+    "smoothgrad-ig": "Captum NoiseTunnel(IntegratedGradients), smoothgrad, seeded noise",
+}
+
+
+def _jsonable(parameters: Mapping[str, object]) -> dict[str, object]:
+    """Captum's parameters as JSON takes them: tuples as lists, anything else not a number,
+    string, bool or None as its ``repr``."""
+
+    def plain(value: object) -> object:
+        if isinstance(value, (tuple, list)):
+            return [plain(item) for item in value]
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        return repr(value)
+
+    return {name: plain(value) for name, value in parameters.items()}
+
+
 def result_metadata(result: AnalysisResult) -> dict[str, str]:
     """Where a picture comes from: program, model, weights, image, preprocessing, device, and
     the network's classes.
@@ -285,12 +626,12 @@ def score_words(result: AnalysisResult) -> str:
 
 
 def grid_metadata(result: AnalysisResult, stage: str, grid: Grid) -> dict[str, str]:
-    """PNG text chunks of a stage grid."""
+    """PNG text chunks of a stage grid (``stage``), or of a layer's (``layer``)."""
     layout = grid.layout
-    channels, height, width = result.stages[stage].shape
+    channels, height, width = activation(result, stage).shape
     return {
         **result_metadata(result),
-        "stage": stage,
+        ("stage" if stage in result.stages else "layer"): stage,
         "channels": str(channels)
         if len(layout.order) == channels
         else f"{len(layout.order)} of {channels}",

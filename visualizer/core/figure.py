@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +28,8 @@ from visualizer.core.render import LEVELS, Grid, GridLayout, colormap_table, ove
 if TYPE_CHECKING:
     from visualizer.core.analysis import AnalysisResult
     from visualizer.core.attribution import GradCam
+    from visualizer.core.attribution_methods import Attribution
+    from visualizer.core.faithfulness import Faithfulness
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 Colour = tuple[int, int, int]
@@ -150,6 +152,21 @@ def untrained_warning(result: AnalysisResult) -> str | None:
     return f"{UNTRAINED}: random, so these maps show no learned features"
 
 
+def activation(result: AnalysisResult, name: str) -> torch.Tensor:
+    """The ``(C, H, W)`` output of stage or layer ``name`` in ``result``: ``result.stages``,
+    else ``result.layers`` (``Analyzer.analyze(image, layers=[...])``).
+
+    Raises:
+        KeyError: ``result`` holds no output of that name.
+    """
+    if name in result.stages:
+        return result.stages[name]
+    layers = getattr(result, "layers", {})
+    if name not in layers:
+        raise KeyError(f"{name!r}: neither a stage nor a layer analysed (analyze(layers=...))")
+    return layers[name]
+
+
 def grid_figure(
     result: AnalysisResult,
     stage: str,
@@ -157,7 +174,8 @@ def grid_figure(
     *,
     order_class: tuple[int, str] | None = None,
 ) -> Image.Image:
-    """The stage grid ``grid`` of ``result`` as an annotated RGB figure.
+    """The stage grid ``grid`` of ``result`` as an annotated RGB figure (``stage``: a stage,
+    or a layer of ``result.layers``, titled "layer <name>").
 
     From the top: a red band saying "Untrained weights" when ``result.trained`` is False; the
     title (image file, network, stage and its ``C×H×W`` shape); the top-1 class with its
@@ -184,7 +202,7 @@ def grid_figure(
     number_font = _number_font(layout.tile_width * zoom, max(layout.order))
     numbering = "tiles" if number_font else "rows and columns" if grid.order == "index" else "none"
     band = _band_height(number_font) if number_font else 0
-    picture = _enlarged(np.asarray(grid.to_image().convert("RGB")), zoom)
+    picture = enlarged(np.asarray(grid.to_image().convert("RGB")), zoom)
     rows_pixels = (layout.tile_height + layout.gutter) * zoom  # one row of tiles, its gutter
     labels = _RowLabels(layout, zoom) if numbering == "rows and columns" else None
     indent, header = (labels.width, labels.height) if labels else (0, 0)
@@ -193,7 +211,7 @@ def grid_figure(
         result, stage, grid, zoom=zoom, numbering=numbering, order_class=order_class
     )
 
-    sheet = _Sheet(max(TEXT_WIDTH, size[0] + indent))
+    sheet = Sheet(max(TEXT_WIDTH, size[0] + indent))
     if words.warning:
         sheet.banner(words.warning)
     sheet.text(words.title, 26, bold=True)
@@ -256,26 +274,128 @@ def overlay_figure(
         An RGB image; ``figure_info(image)`` says what it shows and where (``picture``: the
         overlay).
     """
+    return _overlay_sheet(
+        result,
+        cam.map,
+        cam.target,
+        label,
+        what=f"Grad-CAM at {cam.stage}",
+        bar_text=f"Grad-CAM, relative attribution (min–max scaled to 0–1), colormap {colormap}",
+        colormap=colormap,
+        opacity=opacity,
+    )
+
+
+# How each attribution method's result becomes its map (``attribution_methods``' table), in
+# words for figures and metadata.
+MAP_WORDS = {
+    "gradcam": "the layer's map upsampled bilinearly",
+    "guided-gradcam": "max over channels of the absolute value",
+    "saliency": "max over channels of the absolute gradient",
+    "integrated-gradients": "sum over channels of the absolute value",
+    "occlusion": "sum over channels, negatives set to 0",
+    "smoothgrad-saliency": "max over channels of the absolute gradient",
+    "smoothgrad-ig": "sum over channels of the absolute value",
+}
+
+
+def method_heading(attribution: Attribution) -> str:
+    """An attribution's method in words, with its layer: ``"Integrated Gradients"``,
+    ``"Grad-CAM at C5"``, ``"Guided Grad-CAM at layer3.4"``."""
+    from visualizer.core.attribution_methods import TITLES  # noqa: PLC0415
+
+    title = TITLES.get(attribution.method, attribution.method)
+    return f"{title} at {attribution.layer}" if attribution.layer else title
+
+
+def faithfulness_words(faithfulness: Faithfulness) -> str:
+    """``"deletion AUC 0.123 (lower: more faithful), insertion AUC 0.456 (higher: more
+    faithful)"``."""
+    return (
+        f"deletion AUC {faithfulness.deletion_auc:.3f} (lower: more faithful), "
+        f"insertion AUC {faithfulness.insertion_auc:.3f} (higher: more faithful)"
+    )
+
+
+def attribution_figure(
+    result: AnalysisResult,
+    attribution: Attribution,
+    label: str,
+    *,
+    faithfulness: Faithfulness | None = None,
+    colormap: str = "turbo",
+    opacity: float = 0.5,
+) -> Image.Image:
+    """One attribution method's map (``Analyzer.attribute``; of class ``label``) over
+    ``result``'s input as an annotated figure, laid out as ``overlay_figure``'s.
+
+    The title names the method (and its layer); below the class, the parameters Captum ran
+    with and, when ``faithfulness`` is given, its deletion and insertion areas. The colour
+    bar says how the method's result became a map (``MAP_WORDS``).
+
+    Returns:
+        An RGB image; ``figure_info(image)`` says what it shows and where (``picture``: the
+        overlay).
+    """
+    from visualizer.core.attribution_methods import TITLES, describe_parameters  # noqa: PLC0415
+
+    title = TITLES.get(attribution.method, attribution.method)
+    extra = [f"Captum parameters: {describe_parameters(attribution.parameters)}"]
+    if faithfulness is not None:
+        steps = len(faithfulness.fractions) - 1
+        extra.append(f"Faithfulness ({steps} steps): {faithfulness_words(faithfulness)}")
+    reduction = MAP_WORDS.get(attribution.method, "the method's result")
+    return _overlay_sheet(
+        result,
+        attribution.map,
+        attribution.target,
+        label,
+        what=method_heading(attribution),
+        bar_text=(
+            f"{title}, relative attribution ({reduction}, min–max scaled to 0–1), "
+            f"colormap {colormap}"
+        ),
+        extra=extra,
+        colormap=colormap,
+        opacity=opacity,
+    )
+
+
+def _overlay_sheet(
+    result: AnalysisResult,
+    heat_map: np.ndarray,
+    target: int,
+    label: str,
+    *,
+    what: str,
+    bar_text: str,
+    extra: Sequence[str] = (),
+    colormap: str,
+    opacity: float,
+) -> Image.Image:
+    """The figure of ``overlay_figure`` for any map ``(H, W)`` in [0, 1] of class ``target``:
+    ``what`` ends the title, ``extra`` lines follow the caption's, ``bar_text`` is the colour
+    bar's."""
     zoom = max(1, OVERLAY_SIDE // max(result.view.size))
-    heat = _enlarged(overlay(result.view, cam.map, opacity=opacity, colormap=colormap), zoom)
-    view = _enlarged(np.asarray(result.view.convert("RGB")), zoom)
-    title = f"{Path(result.source).name} · {_model_label(result)} · Grad-CAM at {cam.stage}"
-    lines = [f"Class {cam.target} {label}: {standing_words(result, cam.target)}"]
+    heat = enlarged(overlay(result.view, heat_map, opacity=opacity, colormap=colormap), zoom)
+    view = enlarged(np.asarray(result.view.convert("RGB")), zoom)
+    title = f"{Path(result.source).name} · {model_label(result)} · {what}"
+    lines = [f"Class {target} {label}: {standing_words(result, target)}"]
     top1, label1, p1 = result.topk[0]
-    if top1 != cam.target:
+    if top1 != target:
         lines.append(f"(not the top-1 class, which is {top1} {label1} at {percent(p1)})")
     width, height = result.view.size
     lines.append(
         f"Left, the {width}×{height} input as the network saw it; right, the heat map over it "
         f"at {round(opacity * 100)} % opacity"
         + (f"; both shown {zoom}× (nearest-neighbour)" if zoom > 1 else "")
-        + f" · weights: {result.weights} · {_labels_words(result)}"
+        + f" · weights: {result.weights} · {labels_words(result)}"
     )
-    bar_text = f"Grad-CAM, relative attribution (min–max scaled to 0–1), colormap {colormap}"
+    lines.extend(extra)
     warning = untrained_warning(result)
 
     gap = MARGIN
-    sheet = _Sheet(max(OVERLAY_WIDTH, 2 * heat.shape[1] + gap))
+    sheet = Sheet(max(OVERLAY_WIDTH, 2 * heat.shape[1] + gap))
     if warning:
         sheet.banner(warning)
     sheet.text(title, 26, bold=True)
@@ -315,7 +435,7 @@ def draw_banner(
     face = font(size, bold=True)
     width = box[2] - box[0] - 2 * size
     lines = banner_lines(text, size, width)
-    step = _line_height(face)
+    step = line_height(face)
     if len(lines) * step > box[3] - box[1]:
         lines = [fitted(" ".join(lines), face, width)]
     top = (box[1] + box[3]) // 2 - (len(lines) - 1) * step // 2
@@ -327,7 +447,7 @@ def draw_banner(
 def banner_lines(text: str, size: int, width: int) -> list[str]:
     """``text`` as a banner writes it in ``size``-pixel bold: first letter capitalised,
     wrapped to ``width`` pixels."""
-    return _wrapped(text[:1].upper() + text[1:], font(size, bold=True), width)
+    return wrapped(text[:1].upper() + text[1:], font(size, bold=True), width)
 
 
 # --- layout ------------------------------------------------------------------------------------
@@ -355,14 +475,15 @@ def _grid_words(
 ) -> _GridWords:
     """What a grid figure says."""
     layout = grid.layout
-    channels, height, width = result.stages[stage].shape
-    values = result.stages[stage].detach()
+    values = activation(result, stage).detach()
+    channels, height, width = values.shape
     if len(layout.order) != channels:  # only some channels shown: their range
         values = values[torch.as_tensor(layout.order)]
     low, high = (_number(float(v)) for v in torch.aminmax(values.float()))
     top1, label1, p1 = result.topk[0]
+    kind = "stage" if stage in result.stages else "layer"
     title = (
-        f"{Path(result.source).name} · {_model_label(result)} · stage {stage} "
+        f"{Path(result.source).name} · {model_label(result)} · {kind} {stage} "
         f"({channels}×{height}×{width})"
     )
     of = f" of {channels}" if len(layout.order) != channels else ""
@@ -373,19 +494,21 @@ def _grid_words(
         )
     lines = (
         f"Top-1: {top1} {label1} ({percent(p1)}) · weights: {result.weights} · "
-        + _labels_words(result),
+        + labels_words(result),
         f"{len(layout.order)}{of} channels, {order}, row by row; each tile {height}×{width}"
         + (f", shown {zoom}× (nearest-neighbour)" if zoom > 1 else ""),
         _NUMBERING[numbering],
     )
     if grid.scale == "stage":
         ends = (low, high)
-        bar = f"Colormap {grid.colormap}, one scale for the whole stage: activation {low} to {high}"
+        bar = (
+            f"Colormap {grid.colormap}, one scale for the whole {kind}: activation {low} to {high}"
+        )
     else:
         ends = ("each tile's min", "each tile's max")
         bar = (
             f"Colormap {grid.colormap}, each tile stretched over its own min–max; "
-            f"activations in this stage range from {low} to {high}"
+            f"activations in this {kind} range from {low} to {high}"
         )
     return _GridWords(title, lines, ends, bar, untrained_warning(result))
 
@@ -403,7 +526,7 @@ _NUMBERING = {
 }
 
 
-class _Sheet:
+class Sheet:
     """A figure built from the top down: a column ``width`` pixels wide between margins.
 
     Text sizes are given for a column ``TEXT_WIDTH`` wide and grow with a wider one.
@@ -438,7 +561,7 @@ class _Sheet:
             raise RuntimeError("the banner goes above everything else")
         size = self.px(20)
         lines = banner_lines(text, size, self.width + 2 * self.margin - 2 * size)
-        height = max(self.px(BANNER_HEIGHT), len(lines) * _line_height(font(size)) + size)
+        height = max(self.px(BANNER_HEIGHT), len(lines) * line_height(font(size)) + size)
 
         def paint(canvas: Image.Image, draw: ImageDraw.ImageDraw) -> None:
             draw_banner(draw, (0, 0, canvas.width - 1, height - 1), text, size)
@@ -449,9 +572,9 @@ class _Sheet:
     def text(self, text: str, size: int, *, bold: bool = False, fill: Colour = INK) -> None:
         """``text`` in a ``size``-pixel font (scaled), wrapped to the column."""
         face = font(self.px(size), bold=bold)
-        for line in _wrapped(text, face, self.width):
+        for line in wrapped(text, face, self.width):
             self.block(
-                _line_height(face),
+                line_height(face),
                 lambda _canvas, draw, left, top, line=line: draw.text(
                     (left, top), line, fill=fill, font=face
                 ),
@@ -474,7 +597,7 @@ class _Sheet:
             draw.text((left, below), ends[0], fill=INK, font=face)
             draw.text((left + width, below), ends[1], fill=INK, font=face, anchor="ra")
 
-        left, top, _, _ = self.block(height + 4 + _line_height(face), paint)
+        left, top, _, _ = self.block(height + 4 + line_height(face), paint)
         self.text(caption, 16, fill=MUTED)
         return left, top, width, height
 
@@ -523,7 +646,7 @@ def _grid_zoom(layout: GridLayout) -> int:
     return max(1, min(wanted, LARGEST_GRID // max(1, layout.shape[1])))
 
 
-def _enlarged(pixels: np.ndarray, zoom: int) -> np.ndarray:
+def enlarged(pixels: np.ndarray, zoom: int) -> np.ndarray:
     """``pixels`` (H, W, 3) with each one a ``zoom × zoom`` block."""
     if zoom == 1:
         return np.ascontiguousarray(pixels)
@@ -546,13 +669,13 @@ def _band_height(face: Font) -> int:
     return ascent + descent + 2 * _BAND_PAD
 
 
-def _labels_words(result: AnalysisResult) -> str:
+def labels_words(result: AnalysisResult) -> str:
     """``"1000 classes, labels: ImageNet (torchvision)"``: how many classes, and whose names."""
     classes = "1 class (sigmoid)" if result.scores == "sigmoid" else f"{result.classes} classes"
     return f"{classes}, labels: {result.labels_source}"
 
 
-def _model_label(result: AnalysisResult) -> str:
+def model_label(result: AnalysisResult) -> str:
     return MODEL_LABELS.get(result.model, result.model)
 
 
@@ -561,11 +684,11 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _line_height(face: Font) -> int:
+def line_height(face: Font) -> int:
     return round(getattr(face, "size", 12) * 1.35)
 
 
-def _wrapped(text: str, face: Font, width: int) -> list[str]:
+def wrapped(text: str, face: Font, width: int) -> list[str]:
     """``text`` broken at spaces into lines no wider than ``width`` pixels (a word longer than
     that, such as a long file name, is broken where it must)."""
     lines: list[str] = []

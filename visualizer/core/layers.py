@@ -101,8 +101,12 @@ def captured_layers(
 
 def unknown_layer(name: str, known: Sequence[FeatureLayer]) -> ValueError:
     """The error for a layer name that is no stage and no feature layer, with examples."""
-    examples = ", ".join(repr(layer.name) for layer in known[1:4])
+    names = [layer.name for layer in known]
+    middle = names[len(names) // 2]  # ResNet101: a convolution deep in layer3
+    block = middle.rsplit(".", 1)[0]
+    chosen = [names[0], *([block] if "." in block and block in names else []), middle]
+    examples = ", ".join(repr(name) for name in chosen)
     return ValueError(
         f"unknown layer {name!r}: a stage (C1–C5) or a module whose output is a feature map, "
-        f"e.g. {examples}"
+        f"e.g. {examples} (fmviz info --layers lists them)"
     )
