@@ -373,3 +373,23 @@ def window_commands(
         if command.process.poll() is None:
             command.process.kill()
             command.process.wait()
+
+
+SMALL_INPUT = 64  # pixels a side: the attribution methods of a ResNet101 take milliseconds
+
+
+@pytest.fixture(scope="session")
+def small_analyzer(networks):
+    """The session's random ResNet101 on the CPU, with a 64×64 input (resize and crop 64)."""
+    from visualizer.core.analysis import Analyzer
+
+    return Analyzer(networks.model("resnet101"), device="cpu", resize=SMALL_INPUT, crop=SMALL_INPUT)
+
+
+@pytest.fixture
+def small_window(open_window, monkeypatch: pytest.MonkeyPatch, small_analyzer) -> WindowFactory:
+    """``open_window``, whose windows use ``small_analyzer`` for every network asked for."""
+    from visualizer.ui import jobs
+
+    monkeypatch.setattr(jobs, "_new_analyzer", lambda *_args, **_options: small_analyzer)
+    return open_window

@@ -1,4 +1,5 @@
-"""Top-5 predictions and the Grad-CAM of any class over the input, with its controls."""
+"""Top-5 predictions and the Grad-CAM (or another attribution method's map) of any class over
+the input, with its controls."""
 
 from __future__ import annotations
 
@@ -19,9 +20,19 @@ from PySide6.QtWidgets import (
 )
 
 from visualizer.choices import COLORMAPS
-from visualizer.ui.jobs import STAGES, ViewData
+from visualizer.ui.jobs import STAGES, ViewData, ViewOptions
+from visualizer.ui.method_jobs import LAYER_METHODS, METHOD_TITLES, SLOW_METHODS
 
 METHOD = "Captum LayerGradCam, ReLU, bilinear upsampling, min–max"
+METHOD_LINES = {  # how each method's map is made, in a line (attribution_methods' table)
+    "gradcam": METHOD,
+    "guided-gradcam": "Captum GuidedGradCam, max over channels of |value|, min–max",
+    "saliency": "Captum Saliency (|gradient|), max over channels, min–max",
+    "integrated-gradients": "Captum IntegratedGradients, sum over channels of |value|, min–max",
+    "occlusion": "Captum Occlusion, sum over channels, negatives set to 0, min–max",
+    "smoothgrad-saliency": "Captum NoiseTunnel(Saliency), SmoothGrad, max over channels, min–max",
+    "smoothgrad-ig": "Captum NoiseTunnel(IntegratedGradients), SmoothGrad, sum of |value|, min–max",
+}
 
 
 class ClassPicker(QWidget):
@@ -93,9 +104,26 @@ class CamControls(QWidget):
     colormap_chosen = Signal(str)
     stage_chosen = Signal(str)
     opacity_changed = Signal(float)
+    method_chosen = Signal(str)
 
     def __init__(self, parent: QWidget | None = None, *, in_a_row: bool = False) -> None:
         super().__init__(parent)
+        self.method = QComboBox()
+        for method, title in METHOD_TITLES.items():
+            self.method.addItem(title, method)
+        self.method.setToolTip(
+            "The attribution method of the map (Captum's); "
+            + ", ".join(METHOD_TITLES[m] for m in SLOW_METHODS)
+            + " run the network many times: slow on a CPU, with their progress below"
+        )
+        # Narrow: its longest title would widen the row of compare mode, and so the window.
+        self.method.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.method.setMinimumContentsLength(9)
+        self.method.currentIndexChanged.connect(
+            lambda: self.method_chosen.emit(self.method.currentData())
+        )
         self.picker = ClassPicker()
         self.picker.target_chosen.connect(self.target_chosen)
         self.classes, self.top1 = self.picker.classes, self.picker.top1
@@ -111,8 +139,9 @@ class CamControls(QWidget):
         self.stage = QComboBox()
         self.stage.addItems(STAGES)
         self.stage.setCurrentText("C5")
+        self.stage.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)  # a layer
         self.stage.setToolTip("The stage whose activations and gradients make the map")
-        self.stage.currentTextChanged.connect(self.stage_chosen)
+        self.stage.currentTextChanged.connect(self.stage_chosen)  # or the layer picked
         if in_a_row:
             self.opacity.setMaximumWidth(140)
             row = QHBoxLayout(self)
@@ -120,7 +149,8 @@ class CamControls(QWidget):
             row.addWidget(self.class_label)
             row.addWidget(self.picker, 1)
             for text, widget in (
-                ("Stage", self.stage), ("Opacity", self.opacity), ("Colormap", self.colormap),
+                ("Method", self.method), ("Stage", self.stage), ("Opacity", self.opacity),
+                ("Colormap", self.colormap),
             ):  # fmt: skip
                 row.addWidget(QLabel(text))
                 row.addWidget(widget)
@@ -128,16 +158,41 @@ class CamControls(QWidget):
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Class", self.picker)
-        form.addRow("Stage", self.stage)
+        where = QWidget()  # "Grad-CAM at C5": the method and its stage on one line
+        line = QHBoxLayout(where)
+        line.setContentsMargins(0, 0, 0, 0)
+        line.addWidget(self.method, 1)
+        line.addWidget(QLabel("at"))
+        line.addWidget(self.stage)
+        form.addRow("Method", where)
         form.addRow("Opacity", self.opacity)
         form.addRow("Colormap", self.colormap)
 
     def show_data(self, data: ViewData) -> None:
         """Show the class, stage and colormap of ``data`` without reporting them as changes."""
         self.picker.show_target(data.model.categories, data.options.target)
-        with QSignalBlocker(self.colormap), QSignalBlocker(self.stage):
-            self.colormap.setCurrentText(data.options.cam_colormap)
-            self.stage.setCurrentText(data.options.cam_stage)
+        self.show_options(data.options)
+
+    def show_options(self, options: ViewOptions) -> None:
+        """Show the method, stage (or layer picked) and colormap of ``options`` without
+        reporting them as changes."""
+        title = METHOD_TITLES.get(options.cam_method, options.cam_method)
+        at_layer = options.cam_method in LAYER_METHODS
+        with QSignalBlocker(self.colormap), QSignalBlocker(self.stage), QSignalBlocker(self.method):
+            self.colormap.setCurrentText(options.cam_colormap)
+            self.method.setCurrentIndex(max(0, self.method.findData(options.cam_method)))
+            while self.stage.count() > len(STAGES):  # an earlier layer picked
+                self.stage.removeItem(self.stage.count() - 1)
+            if options.cam_layer is not None:
+                self.stage.addItem(options.cam_layer)
+            self.stage.setCurrentText(options.cam_at)
+        self.stage.setEnabled(at_layer)
+        self.class_label.setText(f"{title} class")
+        self.stage.setToolTip(
+            "The stage (or layer picked) whose activations and gradients make the map"
+            if at_layer
+            else f"{title} attributes at the input: no stage"
+        )
 
     def show_class_picker(self, shown: bool) -> None:
         """Show the class picker (False: each side of a comparison has its own)."""
@@ -152,7 +207,7 @@ class CamView(QWidget):
         self, parent: QWidget | None = None, *, minimum: int = 240, method_line: bool = True
     ) -> None:
         super().__init__(parent)
-        self._method = f"<br><small>{METHOD}</small>" if method_line else ""
+        self._method_line = method_line
         self.title = QLabel("Grad-CAM")
         self.title.setObjectName("panelTitle")
         self.title.setWordWrap(True)
@@ -183,11 +238,15 @@ class CamView(QWidget):
         else:
             rank = "top-1" if data.target_rank == 1 else f"rank {data.target_rank}"
             score = f"{data.target_probability * 100:.1f} %, {rank}"
+        method = METHOD_LINES.get(data.options.cam_method, data.options.cam_method)
+        line = f"<br><small>{method}</small>" if self._method_line else ""
+        title, _, where = data.cam_title.partition(" at ")
+        at = f" at {escaped(where)}" if where else ""
         self.title.setText(
-            f"Grad-CAM of <b>{data.target} {escaped(data.target_label)}</b> "
-            f"({score}) at {data.options.cam_stage}{empty}{self._method}"
+            f"{escaped(title)} of <b>{data.target} {escaped(data.target_label)}</b> "
+            f"({score}){at}{empty}{line}"
         )
-        self.title.setToolTip(METHOD)
+        self.title.setToolTip(method)
 
     def set_opacity(self, opacity: float) -> None:
         self._opacity = opacity
@@ -236,6 +295,7 @@ class CamPanel(QWidget):
     colormap_chosen = Signal(str)
     stage_chosen = Signal(str)
     opacity_changed = Signal(float)
+    method_chosen = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -253,6 +313,7 @@ class CamPanel(QWidget):
         self.predictions.target_chosen.connect(self.target_chosen)
         self.controls.colormap_chosen.connect(self.colormap_chosen)
         self.controls.stage_chosen.connect(self.stage_chosen)
+        self.controls.method_chosen.connect(self.method_chosen)
         self.controls.opacity_changed.connect(self._opacity_moved)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 0, 4, 0)

@@ -43,7 +43,7 @@ class ChannelView(QWidget):
         self.channel_box.autoRange(padding=0.0)
         height, width = values.shape
         self.caption.setText(
-            f"{data.options.stage} channel {channel} of {data.activation.shape[0]} · "
+            f"{data.grid_name} channel {channel} of {data.activation.shape[0]} · "
             f"{height}×{width} · min {low:.4g} · mean {float(values.mean()):.4g} · "
             f"max {high:.4g} · colormap {data.options.colormap}, its own min–max"
         )

@@ -25,6 +25,7 @@ from visualizer.ui.cam_panel import CamControls, CamView, ClassPicker, Predictio
 from visualizer.ui.comparison_strip import ComparisonStrip
 from visualizer.ui.grid_view import HOVER_HINT, GridView
 from visualizer.ui.jobs import ViewData
+from visualizer.ui.method_jobs import LAYER_METHODS, METHOD_TITLES
 
 DEFAULT_LABELS = tuple(MODEL_LABELS[model] for model in MODELS)
 
@@ -104,6 +105,7 @@ class CompareView(QWidget):
     colormap_chosen = Signal(str)
     stage_chosen = Signal(str)
     opacity_changed = Signal(float)
+    method_chosen = Signal(str)  # one method for both sides
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -126,6 +128,7 @@ class CompareView(QWidget):
         self.controls.target_chosen.connect(self.target_chosen)
         self.controls.colormap_chosen.connect(self.colormap_chosen)
         self.controls.stage_chosen.connect(self.stage_chosen)
+        self.controls.method_chosen.connect(self.method_chosen)
         self.controls.opacity_changed.connect(self._opacity_moved)
         self._lay_out()
 
@@ -211,6 +214,7 @@ class CompareView(QWidget):
             self.note.setVisible(False)
             return
         shared = self.shared_classes()
+        maps = _maps(shown[0].options.cam_method)
         if shown[0].options != shown[1].options or (shared and shown[0].target != shown[1].target):
             self.note.setText("Updating: one network's view is still on its way…")
             self.note.setProperty("differ", False)
@@ -224,7 +228,7 @@ class CompareView(QWidget):
                 for pane, data in zip(self.panes, shown, strict=True)
             )
             self.note.setText(
-                f"<b>The networks have different classes</b>: each Grad-CAM explains its own "
+                f"<b>The networks have different classes</b>: each {maps[:-1]} explains its own "
                 f"class ({each}); pick a class in each pane to change it."
             )
             self.note.setProperty("differ", True)
@@ -241,7 +245,7 @@ class CompareView(QWidget):
                 for pane, (index, label, p) in zip(self.panes, tops, strict=True)
             )
             text = f"<b>The top-1 classes differ</b> ({each}). "
-        self.note.setText(f"{text}Both Grad-CAMs explain {target}; click a class to change it.")
+        self.note.setText(f"{text}Both {maps} explain {target}; click a class to change it.")
         self.note.setProperty("differ", tops[0][0] != tops[1][0])
         self.note.style().polish(self.note)
         self.note.setVisible(True)
@@ -276,6 +280,12 @@ class CompareView(QWidget):
             )
         finally:
             self._syncing = False
+
+
+def _maps(method: str) -> str:
+    """``"Grad-CAMs"``, ``"Saliency maps"``: the plural of the maps shown."""
+    title = METHOD_TITLES.get(method, method)
+    return f"{title}s" if method in LAYER_METHODS else f"{title} maps"
 
 
 def _classes(count: int) -> str:

@@ -56,12 +56,14 @@ class Controls(QObject):
         self.top_n.setToolTip("Show only the first N channels of the order (0: all)")
         self.top_n.setKeyboardTracking(False)
         self.stage_group = QActionGroup(self)
+        # None checked while the grid shows a layer picked in the layer tree.
+        self.stage_group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
         self.stage_actions: dict[str, QAction] = {}
         for number, stage in enumerate(STAGES, start=1):
             action = QAction(stage, self, checkable=True)
             action.setShortcut(QKeySequence(str(number)))
             action.setToolTip(f"Stage {stage} (key {number})")
-            action.triggered.connect(lambda _=False, stage=stage: self.stage_changed.emit(stage))
+            action.triggered.connect(lambda _=False, stage=stage: self._stage_triggered(stage))
             self.stage_group.addAction(action)
             self.stage_actions[stage] = action
         self.model.currentIndexChanged.connect(
@@ -80,6 +82,11 @@ class Controls(QObject):
             lambda: self.view_changed.emit({"order": self.order.currentData()})
         )
         self.top_n.valueChanged.connect(lambda n: self.view_changed.emit({"top_n": n}))
+
+    def _stage_triggered(self, stage: str) -> None:
+        # A click on the stage checked would uncheck it (the group allows none): checked again.
+        self.stage_actions[stage].setChecked(True)
+        self.stage_changed.emit(stage)
 
     def network_toolbar(self, parent: QWidget) -> QToolBar:
         bar = QToolBar("Network", parent)
@@ -108,7 +115,10 @@ class Controls(QObject):
 
     def show_options(self, options: ViewOptions) -> None:
         """Set the pickers to ``options`` without reporting it as a change."""
-        self.stage_actions[options.stage].setChecked(True)
+        if options.layer is None:
+            self.stage_actions[options.stage].setChecked(True)
+        elif (checked := self.stage_group.checkedAction()) is not None:
+            checked.setChecked(False)
         _choose(self.colormap, options.colormap)
         _choose(self.scale, options.scale)
         _choose(self.order, options.order)

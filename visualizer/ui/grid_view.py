@@ -164,7 +164,7 @@ class GridView(QWidget):
         channel, row, column = found
         value = float(self._data.activation[channel, row, column])
         layout = self._data.grid.layout
-        stage = self._data.options.stage
+        stage = self._data.grid_name
         self.readout.setText(
             f"{stage} channel {channel} · row {row}, column {column} · activation {value:.4g}"
         )

@@ -2,7 +2,8 @@
 
 Nothing here touches Qt, and torch is imported only when the first job runs, so the window
 can be on screen before it. A `Session` keeps what is slow to make again (networks, analyses,
-Grad-CAMs), so that a new stage, colormap, order or class only renders.
+Grad-CAMs, attributions, the outputs of layers picked), so that a new stage, colormap, order
+or class only renders.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import dataclasses
 import gc
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,14 +23,29 @@ from PIL import Image, ImageOps
 
 from visualizer.choices import STAGES
 from visualizer.networks import NetworkSpec
+from visualizer.ui.method_jobs import (
+    LAYER_METHODS,
+    METHOD_TITLES,
+    NO_CONTROL,
+    JobControl,
+    MethodData,
+    MethodJob,
+    MethodSettings,
+    Step,
+)
 
 if TYPE_CHECKING:
-    from visualizer.core import AnalysisResult, Analyzer, GradCam
+    import torch
+
+    from visualizer.core import AnalysisResult, Analyzer, Attribution, FeatureLayer, GradCam
+    from visualizer.core.faithfulness import Faithfulness
     from visualizer.core.render import Grid
     from visualizer.core.stage_summary import StageRow
 
 RESULTS_KEPT = 8  # analyses cached per session (a VGG16 analysis holds about 25 MB)
 CAMS_KEPT = 64
+ATTRIBUTIONS_KEPT = 32  # maps of other methods and layers, and their faithfulness curves
+LAYER_OUTPUTS_KEPT = 4  # outputs of layers picked (VGG16's first ones hold 12.8 MB each)
 # Both networks of a comparison and the one used alone before it (a VGG16 holds 530 MB).
 ANALYZERS_KEPT = 3
 THUMBNAIL_SIZE = 96
@@ -116,6 +132,25 @@ class ViewOptions:
     cam_colormap: str = "turbo"
     opacity: float = 0.5
     aspect: float = 1.0  # the grid pane's width ÷ height: the tile columns fill it
+    # A feature layer picked (``Analyzer.feature_layers``): the grid shows it instead of
+    # ``stage``, and ``cam_layer`` is where the map is made instead of ``cam_stage``.
+    layer: str | None = None
+    cam_layer: str | None = None
+    cam_method: str = "gradcam"  # the map beside the grid: any of ``method_jobs.METHODS``
+
+    @property
+    def grid_name(self) -> str:
+        """What the grid shows: the layer picked, else the stage."""
+        return self.layer or self.stage
+
+    @property
+    def cam_at(self) -> str:
+        """Where Grad-CAM (and Guided Grad-CAM) attribute: the layer picked, else the stage."""
+        return self.cam_layer or self.cam_stage
+
+    def single(self) -> ViewOptions:
+        """These options for compare mode, which shows stages: no layer picked."""
+        return dataclasses.replace(self, layer=None, cam_layer=None)
 
 
 @dataclass(frozen=True)
@@ -179,10 +214,24 @@ class ViewData:
     timing: str = ""  # how the layers were timed, e.g. after an untimed warm-up pass
     scores: str = "softmax"  # "sigmoid" for a one-output (binary) network
     shared: bool = True  # compare mode: the class explained is the one the other side explains
+    grid_kind: str = ""  # the module type of the layer picked, e.g. "Bottleneck"; "" for a stage
+    grid_note: str = ""  # what the grid could not do as asked, e.g. an order for stages only
 
     @property
     def total_ms(self) -> float:
         return sum(row.ms for row in self.layers)
+
+    @property
+    def grid_name(self) -> str:
+        """What the grid shows: ``"C3"`` or a layer, ``"layer3.4"``."""
+        return self.options.grid_name
+
+    @property
+    def cam_title(self) -> str:
+        """The map's method and where: ``"Grad-CAM at C5"``, ``"Saliency"``."""
+        method = self.options.cam_method
+        title = METHOD_TITLES.get(method, method)
+        return f"{title} at {self.options.cam_at}" if method in LAYER_METHODS else title
 
 
 def _printable(text: str) -> str:
@@ -218,6 +267,61 @@ class Session:
         self._analyzers: dict[ModelSpec, tuple[Analyzer, ModelInfo]] = {}
         self._results: OrderedDict[Hashable, AnalysisResult] = OrderedDict()
         self._cams: OrderedDict[Hashable, GradCam] = OrderedDict()
+        self._attributions: OrderedDict[Hashable, Attribution] = OrderedDict()
+        self._faithfulness: OrderedDict[Hashable, Faithfulness] = OrderedDict()
+        self._layer_outputs: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
+        self._local = threading.local()  # the running job's control, per thread
+
+    @contextlib.contextmanager
+    def running(self, control: JobControl) -> Iterator[None]:
+        """Inside, the jobs of this thread stop and report their steps through ``control``."""
+        self._local.control = control
+        try:
+            yield
+        finally:
+            self._local.control = NO_CONTROL
+
+    @property
+    def control(self) -> JobControl:
+        """The running job's control (`NO_CONTROL` outside a job)."""
+        return getattr(self._local, "control", NO_CONTROL)
+
+    def layers(self, spec: ModelSpec) -> tuple[FeatureLayer, ...]:
+        """The network's feature layers, in execution order (``Analyzer.feature_layers``)."""
+        analyzer, _ = self._analyzer(spec)
+        return tuple(analyzer.feature_layers())
+
+    def method(self, job: MethodJob) -> MethodData:
+        """``job.method``'s map of ``job.target`` for ``job.picture`` and its deletion and
+        insertion curves (each kept for reuse), reporting each pass of the network."""
+        from visualizer.core.attribution_methods import describe_parameters  # noqa: PLC0415
+
+        result = self._result(job.spec, job.picture)
+        layer = job.layer if job.method in LAYER_METHODS else None
+        attribution = self._attribution(
+            job.spec,
+            job.picture,
+            result,
+            job.method,
+            job.target,
+            layer=layer,
+            settings=job.settings,
+        )
+        faithful = self._faithful(job.spec, job.picture, result, attribution, job.settings)
+        return MethodData(
+            method=job.method,
+            title=METHOD_TITLES.get(job.method, job.method),
+            target=job.target,
+            layer=layer,
+            parameters=describe_parameters(attribution.parameters),
+            view=np.asarray(result.view),
+            map=attribution.map,
+            fractions=faithful.fractions,
+            deletion=faithful.deletion,
+            insertion=faithful.insertion,
+            deletion_auc=faithful.deletion_auc,
+            insertion_auc=faithful.insertion_auc,
+        )
 
     def model(self, spec: ModelSpec) -> ModelInfo:
         """Build the network of ``spec`` (once); ImageNet weights that cannot be had fall
@@ -233,6 +337,7 @@ class Session:
         *,
         own_target: int | None = None,
         partner: ModelSpec | None = None,
+        methods: MethodSettings | None = None,
     ) -> ViewData:
         """Analyse ``picture`` (once per network) and render it as ``options`` ask.
 
@@ -240,6 +345,7 @@ class Session:
         network), so that two networks compared explain the same class. When this network is
         compared with ``partner`` and their classes differ, it explains its own class
         instead: ``own_target``, else its own top-1 (``ViewData.shared`` is then False).
+        ``methods``: how a method other than Grad-CAM at a stage runs (default settings).
         """
         from visualizer.core.analysis import probabilities_of  # noqa: PLC0415
         from visualizer.core.render import colormap_table  # noqa: PLC0415
@@ -254,12 +360,22 @@ class Session:
             target = own_target if own_target is not None else result.topk[0][0]
         if not 0 <= target < len(analyzer.categories):  # chosen for another network
             target = result.topk[0][0]
-        cam = self._cam(spec, picture, result, options.cam_stage, target)
-        stage = result.stages[options.stage]
-        weights = None
-        if options.order == "gradcam":
-            weights = self._cam(spec, picture, result, options.stage, target).channel_weights
-        grid = _grid(stage, options, weights, on_screen=True)
+        cam = self._map(spec, picture, result, options, target, methods=methods)
+        grid_kind, grid_note = "", ""
+        if options.layer is not None:
+            stage = self._layer_output(spec, picture, options.layer)
+            grid_kind = self._kind(spec, options.layer)
+            drawn = options
+            if options.order == "gradcam":  # channel weights are the stages' (C1–C5)
+                drawn = dataclasses.replace(options, order="index")
+                grid_note = "Grad-CAM order is for the stages C1–C5: in channel order"
+            grid = _grid(stage, drawn, None, on_screen=True)
+        else:
+            stage = result.stages[options.stage]
+            weights = None
+            if options.order == "gradcam":
+                weights = self._cam(spec, picture, result, options.stage, target).channel_weights
+            grid = _grid(stage, options, weights, on_screen=True)
         probabilities = probabilities_of(result.logits.float(), result.scores)
         return ViewData(
             picture=picture.key,
@@ -268,7 +384,7 @@ class Session:
             view=np.asarray(result.view),
             grid=grid,
             activation=stage.numpy(),
-            cam=cam.map,
+            cam=cam,
             cam_lut=colormap_table(options.cam_colormap),
             channel_lut=colormap_table(options.colormap),
             target=target,
@@ -286,6 +402,8 @@ class Session:
             timing=result.timing,
             scores=getattr(result, "scores", "softmax"),
             shared=shared,
+            grid_kind=grid_kind,
+            grid_note=grid_note,
         )
 
     def export(
@@ -372,6 +490,37 @@ class Session:
             label = built[0][0].categories[targets[0]]
             return [save_comparison(path, sides, label, chosen, own_classes=not shared)]
 
+    def export_methods(
+        self, jobs: Sequence[MethodJob], path: str, colormap: str, opacity: float
+    ) -> list[Path]:
+        """Write the methods of ``jobs`` (one image, network and class) side by side as one
+        PNG figure, with their curves and areas (``export.save_methods_figure``), at ``path``;
+        the maps are those on screen (kept), with the colormap and opacity given."""
+        from visualizer.core.export import ExportOptions, save_methods_figure  # noqa: PLC0415
+
+        if not jobs:
+            raise ValueError("no attribution method to export")
+        with _export_errors(path):
+            first = jobs[0]
+            analyzer, _ = self._analyzer(first.spec)
+            result = self._result(first.spec, first.picture)
+            pairs = []
+            for job in jobs:
+                attribution = self._attribution(
+                    job.spec,
+                    job.picture,
+                    result,
+                    job.method,
+                    job.target,
+                    layer=job.layer if job.method in LAYER_METHODS else None,
+                    settings=job.settings,
+                )
+                faithful = self._faithful(job.spec, job.picture, result, attribution, job.settings)
+                pairs.append((attribution, faithful))
+            chosen = ExportOptions(cam_colormap=colormap, opacity=opacity)
+            label = analyzer.categories[first.target]
+            return [save_methods_figure(path, result, pairs, label, chosen)]
+
     def _export(
         self, spec: ModelSpec, picture: Picture, options: ViewOptions, what: str, path: str
     ) -> list[Path]:
@@ -443,7 +592,14 @@ class Session:
 
     def _forget(self, spec: ModelSpec) -> None:
         del self._analyzers[spec]
-        for cache in (self._results, self._cams):
+        caches = (
+            self._results,
+            self._cams,
+            self._attributions,
+            self._faithfulness,
+            self._layer_outputs,
+        )
+        for cache in caches:
             for key in [key for key in cache if key[1] == spec]:
                 del cache[key]
 
@@ -511,6 +667,104 @@ class Session:
             for name, cam in analyzer.gradcams(result, later, target).items():
                 _remember(self._cams, (picture.key, spec, name, target), cam, CAMS_KEPT)
         return self._cams[key]
+
+    def _map(
+        self,
+        spec: ModelSpec,
+        picture: Picture,
+        result: AnalysisResult,
+        options: ViewOptions,
+        target: int,
+        *,
+        methods: MethodSettings | None,
+    ) -> np.ndarray:
+        """The map ``options`` ask for beside the grid: Grad-CAM at a stage (all the later
+        stages' from the same pass), else the method at its layer (``options.cam_at``)."""
+        if options.cam_method == "gradcam" and options.cam_layer is None:
+            return self._cam(spec, picture, result, options.cam_stage, target).map
+        method = options.cam_method
+        layer = options.cam_at if method in LAYER_METHODS else None
+        settings = methods or MethodSettings()
+        return self._attribution(
+            spec, picture, result, method, target, layer=layer, settings=settings
+        ).map
+
+    def _attribution(
+        self,
+        spec: ModelSpec,
+        picture: Picture,
+        result: AnalysisResult,
+        method: str,
+        target: int,
+        *,
+        layer: str | None,
+        settings: MethodSettings,
+    ) -> Attribution:
+        parameters = settings.for_method(method)
+        key = (picture.key, spec, method, target, layer, tuple(sorted(parameters.items())))
+        if key not in self._attributions:
+            analyzer, _ = self._analyzer(spec)
+            title = METHOD_TITLES.get(method, method)
+            progress = self.control.progress(title, self._passes(f"{title} of {picture.label}"))
+            attribution = analyzer.attribute(
+                result, method, target, layer, progress=progress, **parameters
+            )
+            _remember(self._attributions, key, attribution, ATTRIBUTIONS_KEPT)
+        self._attributions.move_to_end(key)
+        return self._attributions[key]
+
+    def _faithful(
+        self,
+        spec: ModelSpec,
+        picture: Picture,
+        result: AnalysisResult,
+        attribution: Attribution,
+        settings: MethodSettings,
+    ) -> Faithfulness:
+        key = (
+            picture.key,
+            spec,
+            attribution.method,
+            attribution.target,
+            attribution.layer,
+            tuple(sorted(settings.for_method(attribution.method).items())),
+            settings.steps,
+        )
+        if key not in self._faithfulness:
+            analyzer, _ = self._analyzer(spec)
+            what = "Deletion and insertion"
+            title = f"{what} of {METHOD_TITLES.get(attribution.method, attribution.method)}"
+            progress = self.control.progress(what, self._passes(title))
+            curves = analyzer.faithfulness(
+                result, attribution, steps=settings.steps, progress=progress
+            )
+            _remember(self._faithfulness, key, curves, ATTRIBUTIONS_KEPT)
+        return self._faithfulness[key]
+
+    def _passes(self, title: str) -> Step:
+        """Each pass said in the status bar: ``"<title>: pass 3 of 8"``."""
+        return lambda done, total, _what: self._progress(
+            f"{title}: pass {done} of {total}", done / total if total else None
+        )
+
+    def _layer_output(self, spec: ModelSpec, picture: Picture, layer: str) -> torch.Tensor:
+        """The output ``(C, H, W)`` of ``layer`` for ``picture``: one more pass of the network,
+        the first time it is asked for."""
+        key = (picture.key, spec, layer)
+        if key not in self._layer_outputs:
+            self._progress(f"Capturing {layer} of {picture.label}…", None)
+            analyzer, _ = self._analyzer(spec)
+            if picture.image is None:
+                result = analyzer.analyze(picture.source, layers=[layer])
+            else:
+                result = analyzer.analyze(picture.image, source=picture.source, layers=[layer])
+            _remember(self._layer_outputs, key, result.layers[layer], LAYER_OUTPUTS_KEPT)
+        self._layer_outputs.move_to_end(key)
+        return self._layer_outputs[key]
+
+    def _kind(self, spec: ModelSpec, layer: str) -> str:
+        """The module type of ``layer``, e.g. ``"Conv2d"``."""
+        return next((found.module_type for found in self.layers(spec) if found.name == layer), "")
 
 
 def _new_analyzer(model: str, weights: str, device: str, **options: object) -> Analyzer:

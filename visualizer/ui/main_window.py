@@ -1,5 +1,6 @@
-"""The main window: images on the left, the stage grid in the middle, Grad-CAM on the right,
-timings and the chosen channel below. It asks the worker for everything and only displays."""
+"""The main window: images on the left, the stage grid (or the attribution methods side by
+side) in the middle, Grad-CAM on the right, timings, the layer tree and the chosen channel
+below. It asks the worker for everything and only displays."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from visualizer.ui.files import local_file, pasted_picture, qimage_to_rgba
 from visualizer.ui.grid_view import GridView
 from visualizer.ui.image_strip import ImageStrip
 from visualizer.ui.jobs import (
+    STAGES,
     ModelInfo,
     ModelSpec,
     Picture,
@@ -51,7 +53,16 @@ from visualizer.ui.jobs import (
     load_picture,
     untrained_banner,
 )
+from visualizer.ui.layer_tree import LayerTree
 from visualizer.ui.message_bar import MessageBar
+from visualizer.ui.method_jobs import (
+    DEFAULT_METHODS,
+    METHODS,
+    MethodJob,
+    MethodSettings,
+    method_title,
+)
+from visualizer.ui.methods_panel import MethodsContext, MethodsPanel
 from visualizer.ui.network_dialog import ask_network, save_network, saved_network
 from visualizer.ui.state import SIDES, Requests, WindowState
 from visualizer.ui.worker import Reply, Worker
@@ -63,6 +74,7 @@ EXPORTS = {
     "grid_figure": "Annotated stage grid PNG…",
     "overlay_figure": "Annotated Grad-CAM PNG…",
     "timings": "Timings CSV…",
+    "methods": "Attribution methods figure PNG…",
     "comparison": "Comparison PNG…",
     "comparison_timings": "Comparison timings CSV…",
 }
@@ -76,6 +88,9 @@ EXPORT_BUTTONS = {
     "comparison_timings": "Comparison CSV",
 }
 EXPORT_KEYS = {"grid": "Ctrl+E", "grids": "Ctrl+Shift+E", "comparison": "Ctrl+E"}
+STAGE_EXPORTS = ("grid", "grids", "grid_figure")  # of the stages C1–C5, not of a layer picked
+CAM_EXPORTS = ("overlay", "overlay_figure")  # of Grad-CAM at a stage
+METHODS_SETTING = "methods"  # the methods ticked in the Methods tab
 SCALE_NOTES = {"channel": "each channel scaled by itself", "stage": "one scale for the stage"}
 SAVED_VIEW_OPTIONS = ("colormap", "scale", "order", "cam_colormap")
 CUSTOM_NETWORK = "network"  # settings group: the last custom network that loaded
@@ -123,11 +138,16 @@ class MainWindow(QMainWindow):
         self.state = WindowState(spec, self._saved_options(), other=other)
         self.requests = Requests()
         self.data: ViewData | None = None  # the single page's view on screen
+        self.method_settings = MethodSettings()  # how methods other than Grad-CAM run
+        self._tree_spec: ModelSpec | None = None  # the network whose layers the tree lists
         self._keys = itertools.count(1)
         self._banner_text = ""
         self.worker = Worker(self)
         self.worker.replied.connect(self._replied)
         self.worker.progress.connect(self._progress)
+        self.worker.stepped.connect(self._stepped)
+        # Replies of the kinds that the window only hands on.
+        self._repliers = {"method": self._method_replied, "layers": self._layers_replied}
         self._build()
         self._subscribe()
         self._show_sides()
@@ -167,7 +187,7 @@ class MainWindow(QMainWindow):
         self.controls.show_options(self.options)
         self.controls.model_changed.connect(lambda model: self.set_spec(model=model))
         self.controls.device_changed.connect(lambda device: self.set_spec(device=device))
-        self.controls.stage_changed.connect(lambda stage: self.set_options(stage=stage))
+        self.controls.stage_changed.connect(self.show_stage)
         self.controls.view_changed.connect(lambda changes: self.set_options(**changes))
         self.addToolBar(self.controls.network_toolbar(self))
         self.addToolBar(self.controls.view_toolbar(self))
@@ -182,15 +202,28 @@ class MainWindow(QMainWindow):
         self.cam = CamPanel()
         self.cam.target_chosen.connect(lambda target: self.set_options(target=target))
         self.cam.colormap_chosen.connect(lambda name: self.set_options(cam_colormap=name))
-        self.cam.stage_chosen.connect(lambda stage: self.set_options(cam_stage=stage))
+        self.cam.stage_chosen.connect(self._cam_stage_chosen)
+        self.cam.method_chosen.connect(lambda method: self.set_options(cam_method=method))
         self.cam.opacity_changed.connect(self._opacity_changed)
         self.timing = TimingTabs()
         self.channel = self.timing.channel
+        self.layer_tree = self.timing.tree
+        self.layer_tree.layer_chosen.connect(self.pick_layer)
+        self.layer_tree.stage_chosen.connect(self.show_stage)
+        self.timing.timings.layer_clicked.connect(self._timing_row_clicked)
+        self.methods = MethodsPanel(settings=self.method_settings, methods=self._saved_methods())
+        self.methods.wanted.connect(self._request_method)
+        self.methods.cancel_requested.connect(lambda: self.worker.cancel("method"))
+        self.methods.export_requested.connect(lambda: self.export("methods"))
+        self.methods.methods_changed.connect(
+            lambda ticked: self.settings.setValue(METHODS_SETTING, list(ticked))
+        )
         self.compare_view = CompareView()
         self.compare_view.target_chosen.connect(lambda target: self.set_options(target=target))
         self.compare_view.side_target_chosen.connect(self.set_side_target)
         self.compare_view.colormap_chosen.connect(lambda name: self.set_options(cam_colormap=name))
-        self.compare_view.stage_chosen.connect(lambda stage: self.set_options(cam_stage=stage))
+        self.compare_view.stage_chosen.connect(self._cam_stage_chosen)
+        self.compare_view.method_chosen.connect(lambda method: self.set_options(cam_method=method))
         self.compare_view.opacity_changed.connect(self._opacity_changed)
         self.compare_view.panes[0].grid.aspect_changed.connect(self._grid_resized)
         self._lay_out()
@@ -208,8 +241,14 @@ class MainWindow(QMainWindow):
         self.grid_title.setObjectName("panelTitle")
         column.addWidget(self.grid_title)
         column.addWidget(self.grid, 1)
+        self.views = QTabWidget()  # the grid, or the attribution methods side by side
+        self.views.setObjectName("views")
+        self.views.setDocumentMode(True)
+        self.views.addTab(middle, "Channels")
+        self.views.addTab(self.methods, "Attribution methods")
+        self.views.setTabToolTip(1, "Captum's methods side by side, with deletion and insertion")
         top = QSplitter(Qt.Orientation.Horizontal)
-        top.addWidget(middle)
+        top.addWidget(self.views)
         top.addWidget(self.cam)
         top.setStretchFactor(0, 3)
         top.setStretchFactor(1, 1)
@@ -273,6 +312,16 @@ class MainWindow(QMainWindow):
             "View → Compare with… chooses the second"
         )
         self.compare_with_action = self._action(view, "Compare &with…", self.compare_with)
+        view.addSeparator()
+        self.methods_action = self._action(view, "Attribution &methods", self.show_methods)
+        self.methods_action.setCheckable(True)
+        self.methods_action.setShortcut(QKeySequence("Ctrl+M"))
+        self.methods_action.setToolTip(
+            "Captum's methods side by side for the image and class shown (Ctrl+M)"
+        )
+        self.views.currentChanged.connect(lambda index: self.methods_action.setChecked(index == 1))
+        self.views.currentChanged.connect(self._show_exports)
+        self.layers_action = self._action(view, "&Layers", self.show_layers, "Ctrl+L")
         self.findChild(QToolBar, "networkToolbar").addAction(self.compare_action)
         bar = self.addToolBar("Export")
         bar.setObjectName("exportToolbar")
@@ -449,6 +498,9 @@ class MainWindow(QMainWindow):
         if not _same_classes(spec, self.spec):  # a class chosen may mean nothing now
             self.state.options = dataclasses.replace(self.options, target=None)
             self.state.side_targets = (None, None)
+        if spec.model != self.spec.model:  # the layers picked are the other network's
+            self.state.options = self.options.single()
+            self.layer_tree.clear_layers(f"Loading the layers of {spec.label}…")
         if self.state.other is not None:
             self.state.other = dataclasses.replace(self.state.other, device=spec.device)
         self.state.spec = spec
@@ -482,8 +534,66 @@ class MainWindow(QMainWindow):
         self.controls.model.setToolTip("Compare mode shows both networks" if on else "Network")
         self.weights_action.setEnabled(not on)
         self.labels_action.setEnabled(not on)
+        self._show_exports()
+
+    def _show_exports(self) -> None:
+        """The exports of what is on screen: the comparison's in compare mode, else the
+        network's, and the methods' figure while the methods are shown."""
+        on = self.compare
+        methods = not on and self.views.currentWidget() is self.methods
         for what, action in self.export_actions.items():
-            action.setVisible(what.startswith("comparison") == on)
+            shown = methods if what == "methods" else what.startswith("comparison") == on
+            action.setVisible(shown)
+
+    def show_stage(self, stage: str) -> None:
+        """Show ``stage`` in the grid (keys 1–5), and Grad-CAM at its stage again if a layer
+        was picked."""
+        self.set_options(stage=stage, layer=None, cam_layer=None)
+
+    def pick_layer(self, layer: str) -> None:
+        """Show the feature layer ``layer``'s channels in the grid and its Grad-CAM: its
+        output is captured for the image (one more pass of the network), the first time."""
+        if self.compare:
+            self.set_compare(False)  # layers are one network's
+        self.views.setCurrentIndex(0)
+        self.set_options(layer=layer, cam_layer=layer)
+
+    def show_methods(self, on: bool = True) -> None:
+        """Show the attribution methods side by side (``on``), or the channel grid."""
+        if on and self.compare:
+            self.set_compare(False)  # one network's methods
+        self.views.setCurrentIndex(1 if on else 0)
+
+    def show_layers(self) -> None:
+        """Show the layer tree (below the grid) and put the cursor in its filter."""
+        if self.compare:
+            self.set_compare(False)
+        self.timing.setCurrentWidget(self.layer_tree)
+        self.layer_tree.filter.setFocus()
+
+    def set_method_settings(self, settings: MethodSettings) -> None:
+        """Run the attribution methods with ``settings`` (parameters, curve steps) from now
+        on; the map beside the grid is asked for again if it is not Grad-CAM at a stage."""
+        if settings == self.method_settings:
+            return
+        self.method_settings = settings
+        self.methods.set_settings(settings)
+        if self.options.cam_method != "gradcam":
+            self._request_view()
+
+    def _cam_stage_chosen(self, stage: str) -> None:
+        if stage in STAGES:  # else the layer picked, listed after them
+            self.set_options(cam_stage=stage, cam_layer=None)
+
+    def _timing_row_clicked(self, layer: str) -> None:
+        if layer in self.layer_tree.names():
+            self.pick_layer(layer)
+        else:
+            self.statusBar().showMessage(
+                f"{layer}: its output is no single feature map (a module used several times in "
+                "a pass, or no image-shaped output), so it cannot be shown as a grid",
+                8000,
+            )
 
     def set_options(self, **changes: object) -> None:
         """Change how the analysis is shown (stage, colormap, order, class, …)."""
@@ -491,14 +601,15 @@ class MainWindow(QMainWindow):
         options = dataclasses.replace(self.options, **changes)
         if options == self.options:
             return
-        if options.stage != self.options.stage:
+        if options.grid_name != self.options.grid_name:
             self._clear_channel()
         self.state.options = options
         self._request_view()
 
     def _clear_channel(self) -> None:
         self.channel.clear()
-        self.timing.setCurrentWidget(self.timing.timings)
+        if self.timing.currentWidget() is self.channel:
+            self.timing.setCurrentWidget(self.timing.timings)
 
     def show_channel(self, channel: int) -> None:
         """Open ``channel`` of the stage large, beside the input."""
@@ -564,8 +675,15 @@ class MainWindow(QMainWindow):
         if what.startswith("comparison"):
             self._export_comparison(what)
             return
+        if what == "methods":
+            self._export_methods()
+            return
         if self.data is None:
             self.show_error("Nothing to export yet: add an image first.")
+            return
+        refused = self._refused_export(what, self.data.options)
+        if refused:
+            self.show_error(refused)
             return
         path = self.ask_export_path(what, self._export_name(what))
         if not path:
@@ -576,6 +694,42 @@ class MainWindow(QMainWindow):
         options = dataclasses.replace(self.data.options, opacity=self.options.opacity)
         self._send("export", lambda session: session.export(spec, picture, options, what, path),
                    latest_wins=False, context=what)  # fmt: skip
+
+    @staticmethod
+    def _refused_export(what: str, options: ViewOptions) -> str | None:
+        """Why ``what`` cannot be exported of a view with ``options``; None when it can."""
+        if what in STAGE_EXPORTS and options.layer is not None:
+            return (
+                f"The grid exports are of the stages C1–C5, and the grid shows {options.layer}: "
+                "press 1–5 for a stage first."
+            )
+        if what in CAM_EXPORTS and (options.cam_method != "gradcam" or options.cam_layer):
+            return (
+                "The overlay exports are of Grad-CAM at a stage C1–C5: choose them beside the "
+                "map, or export the attribution methods' figure (Attribution methods tab)."
+            )
+        return None
+
+    def _export_methods(self) -> None:
+        shown, context = self.methods.shown(), self.methods.context
+        if context is None or not shown:
+            self.show_error(
+                "Nothing to export yet: open the Attribution methods tab and let a method finish."
+            )
+            return
+        stem = Path(context.picture.name).stem
+        path = self.ask_export_path("methods", f"{stem}_{context.spec.model}_methods.png")
+        if not path:
+            return
+        self._remember_folder(str(Path(path).parent))
+        jobs = [
+            MethodJob(0, context.spec, context.picture, method, context.target, data.layer,
+                      self.method_settings)
+            for method, data in shown.items()
+        ]  # fmt: skip
+        look = (self.options.cam_colormap, self.options.opacity)
+        self._send("export", lambda session: session.export_methods(jobs, path, *look),
+                   latest_wins=False, context="methods")  # fmt: skip
 
     def _export_comparison(self, what: str) -> None:
         complete = self.current is not None and self.compare_view.complete(self.current)
@@ -647,10 +801,17 @@ class MainWindow(QMainWindow):
         if self.current is None:
             return
         spec, picture, options = self.spec, self.pictures[self.current], self.options
+        methods = self.method_settings
         self.requests.view_failed = False
         if not self.compare:
-            self._send("view", lambda session: session.view(spec, picture, options), context=spec)
+            self._methods_outdated(spec, picture, options)
+            self._send(
+                "view",
+                lambda session: session.view(spec, picture, options, methods=methods),
+                context=spec,
+            )
             return
+        options = options.single()  # compare mode shows stages
         # The lead network first: the other explains its top-1 class, so needs its analysis.
         lead, specs = self.state.lead(), self.state.compare_specs()
         targets = self.state.side_targets
@@ -667,17 +828,55 @@ class MainWindow(QMainWindow):
                     lead,
                     own_target=targets[side],
                     partner=specs[1 - side],
+                    methods=methods,
                 ),
                 context=(side, specs[side]),
             )
 
-    def _replied(self, reply: Reply) -> None:
+    def _methods_outdated(self, spec: ModelSpec, picture: Picture, options: ViewOptions) -> None:
+        """A view that explains something else (another network, image, class or layer) is
+        asked for: the methods of the one on screen stop now, so that the view does not wait
+        for them; they start again for the new one once it is shown. Other views (a stage, a
+        colormap) wait for the method running, if any."""
+        context = self.methods.context
+        if context is None or not self.methods.busy():
+            return
+        top1_before = self.data is not None and self.data.options.target is None
+        same_class = options.target == context.target or (options.target is None and top1_before)
+        if (
+            context.spec != spec
+            or context.picture.key != picture.key
+            or context.layer != options.cam_at
+            or not same_class
+        ):
+            self.methods.pause()
+
+    def _request_method(self, job: MethodJob) -> None:
+        self._send("method", lambda session: session.method(job), context=job)
+
+    def _request_layers(self, spec: ModelSpec) -> None:
+        if spec != self._tree_spec:
+            self._tree_spec = spec
+            self._send("layers", lambda session: session.layers(spec), context=spec)
+
+    def _stepped(self, kind: str, generation: int, done: int, total: int, what: str) -> None:
+        if kind == "method" and self.worker.is_latest(kind, generation):
+            self.methods.stepped(done, total, what)
+
+    def _answered(self) -> None:
+        """One request fewer awaited; none left: not busy any more."""
         self.requests.waiting -= 1
         if self.requests.waiting <= 0:
             self.requests.waiting = 0
             self._show_busy(False)
+
+    def _replied(self, reply: Reply) -> None:
+        self._answered()
         if reply.skipped or not self.worker.is_current(reply):
             return  # a newer request of the same kind is on its way: latest wins
+        if reply.kind in self._repliers:
+            self._repliers[reply.kind](reply)
+            return
         if reply.kind in ("model", "view") and reply.context != self.spec:
             return  # for a network no longer in use
         compared = reply.kind.startswith("view:")
@@ -701,6 +900,25 @@ class MainWindow(QMainWindow):
             self._show_side(reply.context[0], reply.value)
         elif reply.kind == "export":
             self._exported(reply.value)
+
+    def _method_replied(self, reply: Reply) -> None:
+        if reply.error is None:
+            self.methods.arrived(reply.context, reply.value)
+        else:
+            self.methods.failed(reply.context, reply.error)
+            self.show_error(f"{method_title(reply.context.method)}: {reply.error}")
+        if not self.methods.busy():  # the last pass's progress is said no more
+            self.statusBar().clearMessage()
+
+    def _layers_replied(self, reply: Reply) -> None:
+        if reply.context != self.spec:
+            return
+        if reply.error is None:
+            self.layer_tree.set_layers(reply.value, reply.context.label)
+            self.layer_tree.show_layer(self.options.layer, self.options.stage)
+        else:
+            self._tree_spec = None  # asked again with the next view
+            self.show_error(f"The layers of {reply.context.label}: {reply.error}")
 
     def _still_compared(self, side: int, spec: ModelSpec) -> bool:
         return self.state.compare_specs()[side] == spec
@@ -759,6 +977,7 @@ class MainWindow(QMainWindow):
         self.device_label.setText(f"Device: {info.device}")
         self._show_network([info])
         self._show_banner(notice, info.banner)
+        self._request_layers(info.spec)
 
     def _show_network(self, infos: list[ModelInfo], labels: tuple[str, ...] = ()) -> None:
         """Say in the status bar the weights, the labels' source and the preprocessing of
@@ -816,13 +1035,19 @@ class MainWindow(QMainWindow):
         self.grid.show_data(data)
         channels, height, width = data.activation.shape
         shown = len(data.grid.layout.order)
+        name = data.grid_name
+        if data.grid_kind:
+            name = f"{name} ({data.grid_kind})"
+        note = f" · {data.grid_note}" if data.grid_note else ""
         self.grid_title.setText(
-            f"{data.options.stage}: {shown if shown < channels else 'all'} of {channels} "
+            f"{name}: {shown if shown < channels else 'all'} of {channels} "
             f"channels, {height}×{width} each · {self.spec.label} · "
-            f"{SCALE_NOTES[data.options.scale]}"
+            f"{SCALE_NOTES[data.options.scale]}{note}"
         )
         self.cam.show_data(data)
         self.timing.timings.show_data(data)
+        self.layer_tree.show_layer(data.options.layer, data.options.stage)
+        self.methods.set_context(self._methods_context(data))
         if self.channel.channel is not None and self.channel.channel < channels:
             self.channel.show_channel(data, self.channel.channel)
         self.statusBar().showMessage(
@@ -831,6 +1056,25 @@ class MainWindow(QMainWindow):
             10000,
         )
         self.view_shown.emit()
+
+    def _methods_context(self, data: ViewData) -> MethodsContext:
+        """What the methods tab explains for the view ``data``: its image, network, class,
+        Grad-CAM layer and look."""
+        if data.scores == "sigmoid":
+            standing = f"sigmoid {data.target_probability * 100:.1f} %"
+        else:
+            rank = "top-1" if data.target_rank == 1 else f"rank {data.target_rank}"
+            standing = f"{data.target_probability * 100:.1f} %, {rank}"
+        return MethodsContext(
+            spec=data.model.spec,
+            picture=self.pictures[data.picture],
+            target=data.target,
+            label=data.target_label,
+            standing=standing,
+            layer=data.options.cam_at,
+            cam_lut=data.cam_lut,
+            opacity=self.options.opacity,
+        )
 
     def _show_side(self, side: int, data: ViewData) -> None:
         if data.picture != self.current:
@@ -904,6 +1148,8 @@ class MainWindow(QMainWindow):
                 controls.opacity.setValue(round(opacity * 100))
         self.cam.view.set_opacity(opacity)
         self.compare_view.set_opacity(opacity)
+        if self.methods.context is not None:
+            self.methods.set_context(dataclasses.replace(self.methods.context, opacity=opacity))
 
     # Drops, settings, closing
 
@@ -949,6 +1195,15 @@ class MainWindow(QMainWindow):
             and options.order in ORDERS
         )
         return options if valid else ViewOptions()
+
+    def _saved_methods(self) -> tuple[str, ...]:
+        """The methods ticked when the window was last closed (else the defaults)."""
+        saved = self.settings.value(METHODS_SETTING)
+        if isinstance(saved, str):  # an INI file gives a one-item list as its item
+            saved = [saved]
+        if isinstance(saved, list) and all(method in METHODS for method in saved):
+            return tuple(saved)
+        return DEFAULT_METHODS
 
     def _folder(self) -> str:
         folder = self.settings.value("folder")
@@ -997,13 +1252,17 @@ def _same_classes(one: ModelSpec, other: ModelSpec) -> bool:
 
 
 class TimingTabs(QTabWidget):
-    """The lower panel: per-layer timings, and the channel clicked in the grid."""
+    """The lower panel: per-layer timings, the layer tree, and the channel clicked in the
+    grid."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         from visualizer.ui.timing_panel import TimingPanel  # noqa: PLC0415
 
         super().__init__(parent)
         self.timings = TimingPanel()
+        self.tree = LayerTree()
         self.channel = ChannelView()
         self.addTab(self.timings, "Layer timing")
+        self.addTab(self.tree, "Layers")
         self.addTab(self.channel, "Channel")
+        self.setTabToolTip(1, "Every module whose output is a feature map (Ctrl+L)")

@@ -1,4 +1,5 @@
-"""How long every layer took: a sortable table, a bar chart and the totals per stage."""
+"""How long every layer took: a sortable table, a bar chart and the totals per stage. A click
+on a layer's row shows that layer (its channels and Grad-CAM), as the layer tree does."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -64,8 +65,12 @@ class LayerTable(QAbstractTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole and column >= 3:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{layer.name} ({layer.stage})"
+            return f"{layer.name} ({layer.stage}): click to see its channels and Grad-CAM"
         return None
+
+    def layer_at(self, row: int) -> str | None:
+        """The name of the layer on ``row`` as the table is sorted now."""
+        return self._rows[row][1].name if 0 <= row < len(self._rows) else None
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         keys = {
@@ -94,6 +99,8 @@ class LayerTable(QAbstractTableModel):
 class TimingPanel(QWidget):
     """Per-layer timings of the analysis on screen."""
 
+    layer_clicked = Signal(str)  # the name of a layer whose row was clicked
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.totals = QLabel("Timings appear after the first analysis.")
@@ -109,6 +116,7 @@ class TimingPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)  # execution order
+        self.table.clicked.connect(self._clicked)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
@@ -149,6 +157,11 @@ class TimingPanel(QWidget):
             f"{parts} · <b>total {data.total_ms:.1f} ms</b> on {data.device}, "
             f"{len(data.layers)} layers · {data.timing}"
         )
+
+    def _clicked(self, index: QModelIndex) -> None:
+        name = self.layers.layer_at(index.row())
+        if name is not None:
+            self.layer_clicked.emit(name)
 
     def _fill_table(self, data: ViewData, total: float) -> None:
         self.layers.set_layers(data.layers, total)

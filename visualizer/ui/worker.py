@@ -2,8 +2,10 @@
 
 Each request gets a generation number. A request of a kind ("view", "model", …) that a newer
 one of the same kind has overtaken is skipped before it starts, and its reply, if it was
-already running, is marked stale, so the window shows only the latest (latest wins). Replies
-are plain data (`jobs.ViewData` and the like); Qt objects stay on the main thread.
+already running, is marked stale, so the window shows only the latest (latest wins); a job
+that reports its steps (an attribution method, pass by pass) stops at its next step once it is
+stale. Replies are plain data (`jobs.ViewData` and the like); Qt objects stay on the main
+thread.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from visualizer.ui.jobs import Session
+from visualizer.ui.method_jobs import Cancelled, JobControl
 
 SHUTDOWN_WAIT_S = 5.0  # the longest a closing window waits for a running job
 WORKER_NICENESS = 5  # lower priority than the window's thread, not idle-only
@@ -47,7 +50,7 @@ class Reply:
     value: Any = None
     error: str | None = None
     context: Any = None  # what the request carried along for its reply (e.g. a file name)
-    skipped: bool = False  # overtaken by a newer request of its kind before it started
+    skipped: bool = False  # overtaken by a newer request of its kind (or cancelled)
 
 
 class Worker(QObject):
@@ -59,6 +62,8 @@ class Worker(QObject):
 
     replied = Signal(object)  # Reply, delivered on the main thread; one per request
     progress = Signal(str, float)  # what is happening, fraction done (-1: unknown)
+    # A step of a job that reports them: (kind, generation, done, total, what is being done).
+    stepped = Signal(str, int, int, int, str)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -95,8 +100,13 @@ class Worker(QObject):
 
     def is_current(self, reply: Reply) -> bool:
         """False when a newer request of the same kind was made after this reply's."""
-        latest = self._latest.get(reply.kind)
-        return latest is None or latest == reply.generation
+        return self.is_latest(reply.kind, reply.generation)
+
+    def is_latest(self, kind: str, generation: int) -> bool:
+        """False when a request of ``kind`` newer than ``generation`` was made (or the kind
+        was cancelled since)."""
+        latest = self._latest.get(kind)
+        return latest is None or latest == generation
 
     def shutdown(self, wait_s: float = SHUTDOWN_WAIT_S) -> None:
         """Drop what is queued and stop the threads, waiting at most ``wait_s`` for a job that
@@ -122,8 +132,20 @@ class Worker(QObject):
         if latest_wins and self._latest.get(kind) != generation:
             self.replied.emit(Reply(kind, generation, context=context, skipped=True))
             return
+
+        def cancelled() -> bool:
+            return self._closed or (latest_wins and self._latest.get(kind) != generation)
+
+        def step(done: int, total: int, what: str) -> None:
+            if not self._closed:
+                self.stepped.emit(kind, generation, done, total, what)
+
         try:
-            reply = Reply(kind, generation, value=job(self._session), context=context)
+            with self._session.running(JobControl(cancelled, step)):
+                value = job(self._session)
+            reply = Reply(kind, generation, value=value, context=context)
+        except Cancelled:  # stopped at a step: overtaken or cancelled
+            reply = Reply(kind, generation, context=context, skipped=True)
         except Exception as error:  # noqa: BLE001 (every failure reaches the user as a message)
             reply = Reply(kind, generation, error=describe_error(error), context=context)
         if not self._closed:
