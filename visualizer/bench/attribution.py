@@ -12,9 +12,7 @@ captum#973).
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -100,6 +98,8 @@ def captum_call(
         Saliency,
     )
 
+    from visualizer.core.attribution_methods import out_of_place_relus  # noqa: PLC0415
+
     chosen = dict(parameters)
     if method == "occlusion":  # the window covers every channel, as fmviz's does
         channels = x.shape[1]
@@ -115,7 +115,7 @@ def captum_call(
                 inputs, target=target, relu_attributions=True, **chosen
             )
         if method == "guided-gradcam":
-            with _out_of_place_relus(model):
+            with out_of_place_relus(model):
                 return GuidedGradCam(model, layer).attribute(inputs, target=target, **chosen)
         if method == "saliency":
             return Saliency(model).attribute(inputs, target=target, abs=True, **chosen)
@@ -134,21 +134,6 @@ def captum_call(
         raise ValueError(f"unknown method {method!r}")
 
     return run
-
-
-@contextlib.contextmanager
-def _out_of_place_relus(model: nn.Module) -> Iterator[None]:
-    """In-place ReLUs made out-of-place inside (guided backpropagation's hooks need them)."""
-    changed = [m for m in model.modules() if isinstance(m, nn.ReLU) and m.inplace]
-    for module in changed:
-        module.inplace = False
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Setting backward hooks on ReLU", UserWarning)
-            yield
-    finally:
-        for module in changed:
-            module.inplace = True
 
 
 def method_ratios(medians_ms: Mapping[str, float], methods: Sequence[str]) -> dict[str, float]:
