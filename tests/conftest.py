@@ -18,7 +18,6 @@ import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,6 @@ import pytest
 if TYPE_CHECKING:
     from torch import nn
 
-    from visualizer.bench.memory import MemoryReport
     from visualizer.core import Analyzer
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -133,29 +131,6 @@ class StartupBench:
             status = None
         read = {"errors": "replace", "encoding": "utf-8"}
         return status, self.stdout.read_text(**read), self.stderr.read_text(**read)
-
-
-BENCH_TESTS = ("cli", "test_bench.py")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def memory_measurement(
-    request: pytest.FixtureRequest, device: str
-) -> Iterator[Future[MemoryReport] | None]:
-    """P9's measurement for tests/cli/test_bench.py (two fresh interpreters building both
-    networks one after the other, 15–20 s on two cores), as ``fmviz bench`` makes it on the
-    CPU: started with the session's first test, so that it runs while other tests do. Each
-    process's peak is its own high-water mark, which work beside it does not change."""
-    from visualizer.bench import engine as bench
-
-    if device != "cpu" or not bench.SAMPLE.is_file():
-        yield None
-        return
-    if not any(item.path.parts[-2:] == BENCH_TESTS for item in request.session.items):
-        yield None
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="test-bench-memory") as pool:
-        yield pool.submit(bench.measure_memory, "cpu", str(bench.SAMPLE))
 
 
 @pytest.fixture(scope="session", autouse=True)

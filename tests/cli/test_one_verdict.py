@@ -7,21 +7,91 @@ The window runs as ``fmviz`` runs it, in a subprocess (offscreen); the commands 
 ``{folder}`` in an option is the test's own folder, which holds ``three.txt``: three labels.
 
 The window's subprocesses (5–6 s each on two cores, nearly all of it importing torch,
-torchvision and Qt on one core) are all started with the session (tests/cli/conftest.py,
-tests/cli/verdicts.py), three at a time, each in its own folder; each case then judges its
-own process's exit status and stderr. Seven in a row took 35 s, three at a time 22 (four: no
-quicker).
+torchvision and Qt on one core) are all started with the module's first window case, three at
+a time, each in its own folder; each case then judges its own process's exit status and
+stderr. Seven in a row took 35 s, three at a time 22 (four: no quicker).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from tests.cli.verdicts import CASES, REQUESTS, Request, prepared
 from visualizer.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+CHELSEA = str(ROOT / "assets" / "samples" / "chelsea.jpg")
+MISSING = "/nonexistent/missing.jpg"
+WEIGHTS = "/nonexistent/weights.pth"
+
+
+@dataclass(frozen=True)
+class Request:
+    options: tuple[str, ...]
+    images: tuple[str, ...]
+    says: str  # the start of the one error line (exit status 2: what follows "<prog>: ")
+    partly_done: bool = False  # the other images are still shown or exported
+    status: int = 1
+
+
+REQUESTS = {
+    "no CUDA": Request(("--device", "cuda"), (CHELSEA,), "error: CUDA is not available"),
+    "no weights file": Request(
+        ("--weights", WEIGHTS), (CHELSEA,), f"error: {WEIGHTS}: no such file"
+    ),
+    "no image file": Request((), (MISSING,), f"error: {MISSING}: no such file"),
+    "one image of two missing": Request(
+        (), (CHELSEA, MISSING), f"error: {MISSING}: no such file", partly_done=True
+    ),
+    "labels of the wrong count": Request(
+        ("--labels", "{folder}/three.txt"),
+        (CHELSEA,),
+        "error: {folder}/three.txt: 3 labels, but the network has 1000 classes",
+    ),
+    "one mean for three channels": Request(
+        ("--mean", "0.5"),
+        (CHELSEA,),
+        "error: mean (0.5) has 1 value, but the network takes 3 input channels",
+    ),
+    "two means": Request(
+        ("--mean", "0.5,0.5"),
+        (CHELSEA,),
+        "error: argument --mean: '0.5,0.5': 2 values; give 1 (grey) or 3 (R,G,B)",
+        status=2,
+    ),
+}
+# Requests about the network itself, which fmviz info takes too.
+NETWORK_REQUESTS = ("labels of the wrong count", "one mean for three channels", "two means")
+# The front ends that take each request (bench takes no image and no weights, info no device).
+CASES = [
+    *[(name, "window") for name in REQUESTS],
+    *[(name, "export") for name in REQUESTS],
+    ("no CUDA", "bench"),
+    ("no CUDA", "bench --startup"),
+    ("no weights file", "info"),
+    *[(name, "info") for name in NETWORK_REQUESTS],
+]
+
+
+WINDOWS_AT_ONCE = 3  # window subprocesses running side by side (two cores)
+
+
+def prepared(name: str, folder: Path) -> Request:
+    """The request ``name`` in ``folder``: ``{folder}`` replaced, ``three.txt`` written."""
+    (folder / "three.txt").write_text("cat\ndog\nbird\n")
+    named = REQUESTS[name]
+    return replace(
+        named,
+        options=tuple(option.replace("{folder}", str(folder)) for option in named.options),
+        says=named.says.replace("{folder}", str(folder)),
+    )
 
 
 def cuda_available() -> bool:
@@ -32,11 +102,41 @@ def cuda_available() -> bool:
 
 @pytest.fixture(scope="module")
 def windows(
-    verdict_windows: dict[str, tuple[Request, Future[tuple[int, str, bool]]]],
-) -> dict[str, tuple[Request, Future[tuple[int, str, bool]]]]:
-    """Every window case's request and its running ``fmviz … --screenshot``, each in a folder
-    of its own (started with the session: tests/cli/conftest.py)."""
-    return verdict_windows
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, tuple[Request, Future[tuple[int, str, bool]]]]]:
+    """Every window case's request and its running ``fmviz … --screenshot`` (see above), each
+    in a folder of its own; started on first use."""
+    names = [name for name, front_end in CASES if front_end == "window"]
+    if cuda_available():  # those cases are skipped
+        names = [name for name in names if "--device" not in REQUESTS[name].options]
+    with ThreadPoolExecutor(WINDOWS_AT_ONCE, thread_name_prefix="test-window") as pool:
+        started = {}
+        for name in names:
+            folder = tmp_path_factory.mktemp("window")
+            request = prepared(name, folder)
+            started[name] = (request, pool.submit(run_window, request, folder))
+        yield started
+
+
+def run_window(request: Request, folder: Path) -> tuple[int, str, bool]:
+    """``fmviz IMAGE ... --screenshot OUT``: status, stderr, whether the screenshot is saved."""
+    shot = folder / "shot.png"
+    environment = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "FMVIZ_SETTINGS": str(folder / "settings.ini"),
+    }
+    options = ("--weights", "random", *request.options)
+    done = subprocess.run(
+        [sys.executable, "-m", "visualizer", *request.images, *options, "--screenshot", str(shot)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=folder,
+        timeout=300,
+        check=False,
+    )
+    return done.returncode, done.stderr, shot.exists()
 
 
 def run_command(
