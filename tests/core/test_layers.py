@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from captum.attr import LayerGradCam
+from captum.attr import GuidedGradCam, LayerGradCam
 from PIL import Image
 from torch import nn
 
@@ -131,3 +131,36 @@ def test_gradcam_at_any_layer_is_captums_on_torchvisions_module(
     assert float(expected.abs().max()) > 0
     assert float((ours.raw - expected).abs().max()) < 1e-5
     assert ours.map.shape == result.size
+
+
+def test_guided_gradcam_at_any_layer_is_captums_with_out_of_place_relus(
+    arch: str, analysed, analyzer_of, twin_of, hooks_left
+) -> None:
+    """Guided Grad-CAM at a module inside a stage, on both architectures. The reference makes
+    torchvision's in-place ReLUs (all of VGG16's) out-of-place, as captum#973 advises for
+    guided backpropagation's hooks; fmviz does the same for its pass and leaves the network's
+    ReLUs in place after, with no hook left."""
+    result = analysed(arch)
+    target = result.topk[0][0]
+    name = LAYERS[arch][-1]
+    analyzer = analyzer_of(arch)
+    ours = analyzer.attribute(result, "guided-gradcam", layer=name)
+    twin = twin_of(arch)
+    relus = [module for module in twin.modules() if isinstance(module, nn.ReLU)]
+    for relu in relus:
+        relu.inplace = False
+    try:
+        with pytest.warns(UserWarning, match="backward hooks on ReLU"):
+            expected = (
+                GuidedGradCam(twin, dict(twin.named_modules())[name])
+                .attribute(result.input.clone().requires_grad_(), target=target)
+                .detach()
+            )
+    finally:
+        for relu in relus:
+            relu.inplace = True
+    assert float(expected.abs().max()) > 0
+    assert float((ours.raw - expected).abs().max()) < 1e-5
+    model = analyzer.model
+    assert all(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
+    assert hooks_left(model) == 0
