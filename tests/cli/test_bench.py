@@ -167,7 +167,9 @@ def test_p10_is_each_method_through_fmviz_over_captum(results: dict[str, Any]) -
         )
         assert measured["ok"] == (measured["ratio"] <= 1.05)
         assert measured["parameters"] == {}  # saliency runs with Captum's defaults
-    assert entry["ratio"] == pytest.approx(max(m["ratio"] for m in entry["methods"].values()), 1e-3)
+    # Exactly the slowest method's, unrounded as every target's ratio is, so that the text
+    # mode rounds it once (rounded in the JSON first, 1.42952 printed as 1.429).
+    assert entry["ratio"] == max(m["ratio"] for m in entry["methods"].values())
 
 
 def test_the_default_methods_are_the_fast_ones_on_a_cpu() -> None:
