@@ -219,8 +219,12 @@ def test_a_newer_request_overtakes_the_method_running(
     assert list(panel.cells) == ["saliency"]
     assert not panel.busy()
     slow = [reply for reply in replies if reply.context.method == "integrated-gradients"]
-    assert [reply.context.target for reply in slow] == [first, other]
-    assert all(reply.skipped for reply in slow)  # both stopped before the end
+    # The first was overtaken mid-run; the second was stopped by the unticking, running or
+    # still queued (then dropped unanswered): which of the two depends on the worker's timing.
+    targets = [reply.context.target for reply in slow]
+    assert targets[0] == first
+    assert targets[1:] in ([], [other])
+    assert all(reply.skipped for reply in slow)  # none ran to the end
     assert hooks_left(small_analyzer.model) == []
 
 
