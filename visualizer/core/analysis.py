@@ -186,6 +186,7 @@ class Analyzer:
         self._timer = LayerTimer(model)
         self._token = next(_tokens)
         self._feature_layers: tuple[FeatureLayer, ...] | None = None
+        self._feature_names: frozenset[str] = frozenset()
 
     def analyze(
         self,
@@ -219,6 +220,7 @@ class Analyzer:
         if self._feature_layers is None:
             size = self.preprocessing.crop
             self._feature_layers = feature_layers(self.model, size, size)
+            self._feature_names = frozenset(layer.name for layer in self._feature_layers)
         return self._feature_layers
 
     @property
@@ -392,7 +394,7 @@ class Analyzer:
         if name in self.model.stages:
             return self.model.stages[name]
         known = self.feature_layers()
-        if name not in {layer.name for layer in known}:
+        if name not in self._feature_names:
             raise unknown_layer(name, known)
         return self.model.get_submodule(name)
 
