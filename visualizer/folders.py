@@ -39,13 +39,21 @@ def image_files(paths: list[str]) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(files)), problems
 
 
-def _images_in(folder: Path, extensions: set[str]) -> list[str]:
+def _images_in(
+    folder: Path, extensions: set[str], limit: int | None = MAX_FOLDER_FILES
+) -> list[str]:
     found = []
     for root, folders, names in os.walk(folder):
         folders[:] = sorted(name for name in folders if not name.startswith("."))
         for name in sorted(names):
             if not name.startswith(".") and Path(name).suffix.lower() in extensions:
                 found.append(os.path.join(root, name))
-                if len(found) >= MAX_FOLDER_FILES:
+                if limit is not None and len(found) >= limit:
                     return found
     return found
+
+
+def all_images_in(folder: str | os.PathLike[str]) -> list[str]:
+    """Every image file in ``folder`` and its subfolders, sorted, hidden ones left out (no
+    limit: for indexing a dataset)."""
+    return _images_in(Path(folder), image_extensions(), limit=None)

@@ -1,9 +1,10 @@
-"""The ``fmviz`` command line: the window's launcher, and ``info``, ``export`` and ``bench``.
+"""The ``fmviz`` command line: the window's launcher, and ``info``, ``export``, ``bench`` and
+``index``.
 
-One module per command (``window``, ``info``, ``export``, ``bench``), each with ``add_parser``
-and ``run``; ``options`` holds what they share. Exit status: 0 everything done; 1 something
-failed (one ``error: …`` line each on stderr, the rest still done); 2 bad usage. A user's
-mistake never ends in a traceback.
+One module per command (``window``, ``info``, ``export``, ``bench``, ``index``), each with
+``add_parser`` and ``run``; ``options`` holds what they share. Exit status: 0 everything done;
+1 something failed (one ``error: …`` line each on stderr, the rest still done); 2 bad usage.
+A user's mistake never ends in a traceback.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from visualizer.cli import bench, export, info, window
+from visualizer.cli import bench, export, index, info, window
 from visualizer.cli.options import error
 
-COMMANDS = {"info": info, "export": export, "bench": bench}
+COMMANDS = {"info": info, "export": export, "bench": bench, "index": index}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,216 @@
+"""An index on disk: two Parquet tables and the metadata that makes it reproducible.
+
+``DIR/topk.parquet``: one row per (layer, channel, rank) — columns ``stage, channel, rank,
+score, source, y, x, box_left, box_top, box_right, box_bottom`` (``stage`` holds the layer's
+name: ``C1``–``C5`` or a module's; ``rank`` 1 is the highest score; ``y, x`` the maximum's
+position in the feature map; the box in the source image's own pixels, right/bottom
+exclusive, as ``PIL.Image.crop`` takes it). ``DIR/channels.parquet``: one row per (layer,
+channel) — ``stage, channel, images, mean, std, active_fraction, mean_activation``.
+``DIR/index.json``: the metadata (also in both tables' schema, under ``fmviz``).
+
+A run in progress keeps ``DIR/partial.npz`` (the merged summaries so far, the batches done and
+the refusals), written atomically, so that ``--resume`` continues from it; it is removed when
+the index is complete. Everything is read without pickle.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from visualizer.core.atlas.receptive_field import ReceptiveField, source_box
+from visualizer.core.atlas.topk import EMPTY, ChannelTopK
+from visualizer.core.export import WriteBatch, write_atomically
+
+TOPK_FILE = "topk.parquet"
+CHANNELS_FILE = "channels.parquet"
+METADATA_FILE = "index.json"
+PARTIAL_FILE = "partial.npz"
+FORMAT = "fmviz-index/1"
+TOPK_COLUMNS = (
+    "stage", "channel", "rank", "score", "source", "y", "x",
+    "box_left", "box_top", "box_right", "box_bottom",
+)  # fmt: skip
+CHANNEL_COLUMNS = (
+    "stage", "channel", "images", "mean", "std", "active_fraction", "mean_activation",
+)  # fmt: skip
+
+
+class IndexFileError(ValueError):
+    """An index folder that cannot be read; the message names it and says why."""
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A run's progress: the merged summaries, the batches done, the refusals so far."""
+
+    summaries: dict[str, ChannelTopK]
+    batches_done: frozenset[int]
+    refused: list[tuple[int, str]]
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def save_partial(folder: Path, partial: Partial, fingerprint: Mapping[str, object]) -> None:
+    """Save ``partial`` (atomically) with the settings it belongs to."""
+    arrays: dict[str, np.ndarray] = {}
+    for layer, summary in partial.summaries.items():
+        for name, values in summary.as_arrays().items():
+            arrays[f"{layer}\x1f{name}"] = values
+    header = {
+        "fingerprint": fingerprint,
+        "layers": list(partial.summaries),
+        "batches_done": sorted(partial.batches_done),
+        "refused": partial.refused,
+    }
+    arrays["\x1fheader"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomically(folder / PARTIAL_FILE, buffer.getbuffer())
+
+
+def load_partial(folder: Path, fingerprint: Mapping[str, object]) -> Partial | None:
+    """The progress saved in ``folder``; None when there is none.
+
+    Raises:
+        IndexFileError: it was made with other settings (network, weights, preprocessing,
+            layers, K, batch size or images), or it cannot be read.
+    """
+    path = folder / PARTIAL_FILE
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            header = json.loads(bytes(stored["\x1fheader"]).decode())
+            summaries = {
+                layer: ChannelTopK.from_arrays(
+                    {
+                        key.split("\x1f")[1]: stored[key]
+                        for key in stored.files
+                        if key.startswith(f"{layer}\x1f")
+                    }
+                )
+                for layer in header["layers"]
+            }
+    except (OSError, ValueError, KeyError) as failure:
+        raise IndexFileError(f"{path}: cannot resume from it ({failure})") from None
+    differing = [
+        key for key in fingerprint if header["fingerprint"].get(key) != _plain(fingerprint[key])
+    ]
+    if differing:
+        raise IndexFileError(
+            f"{path}: the interrupted run used other {', '.join(differing)}; "
+            "run without --resume to start again"
+        )
+    return Partial(
+        summaries=summaries,
+        batches_done=frozenset(header["batches_done"]),
+        refused=[(int(number), str(reason)) for number, reason in header["refused"]],
+    )
+
+
+def write_index(
+    folder: Path,
+    *,
+    summaries: Mapping[str, ChannelTopK],
+    paths: Sequence[str],
+    fields: Mapping[str, ReceptiveField],
+    resized_size: Callable[[int, int], tuple[int, int]],
+    crop: int,
+    metadata: Mapping[str, object],
+) -> None:
+    """Write the two tables and the metadata (together, atomically), then drop the partial
+    file.
+
+    Args:
+        summaries: each layer's merged summary, in the order to write.
+        paths: the images' paths by number.
+        fields: each layer's receptive field in the model input.
+        resized_size: ``(width, height)`` → ``(height, width)`` after the resize.
+        crop: the model input's side, in pixels.
+    """
+    text = json.dumps(metadata, indent=1)
+    schema_metadata = {b"fmviz": text.encode()}
+    columns: dict[str, list] = {name: [] for name in TOPK_COLUMNS}
+    statistics: dict[str, list] = {name: [] for name in CHANNEL_COLUMNS}
+    for layer, summary in summaries.items():
+
+        def box(y: int, x: int, width: int, height: int, field=fields[layer]) -> tuple[int, ...]:
+            inside = field.box(y, x, crop, crop)
+            return source_box(inside, (width, height), resized_size(width, height), crop)
+
+        _top_rows(columns, layer, summary, paths, box)
+        _statistics_rows(statistics, layer, summary)
+    top = pa.table(
+        {
+            "stage": pa.array(columns["stage"], pa.string()),
+            "channel": pa.array(columns["channel"], pa.int32()),
+            "rank": pa.array(columns["rank"], pa.int32()),
+            "score": pa.array(columns["score"], pa.float32()),
+            "source": pa.array(columns["source"], pa.string()),
+            **{name: pa.array(columns[name], pa.int32()) for name in TOPK_COLUMNS[5:]},
+        }
+    ).replace_schema_metadata(schema_metadata)
+    channels = pa.table(
+        {
+            "stage": pa.array(statistics["stage"], pa.string()),
+            "channel": pa.array(statistics["channel"], pa.int32()),
+            "images": pa.array(statistics["images"], pa.int64()),
+            **{name: pa.array(statistics[name], pa.float64()) for name in CHANNEL_COLUMNS[3:]},
+        }
+    ).replace_schema_metadata(schema_metadata)
+    with WriteBatch() as batch:  # the three files appear together or not at all
+        batch.write(folder / TOPK_FILE, _parquet_bytes(top))
+        batch.write(folder / CHANNELS_FILE, _parquet_bytes(channels))
+        batch.write(folder / METADATA_FILE, text.encode())
+    (folder / PARTIAL_FILE).unlink(missing_ok=True)
+
+
+def _top_rows(
+    columns: dict[str, list],
+    layer: str,
+    summary: ChannelTopK,
+    paths: Sequence[str],
+    box: Callable[[int, int, int, int], tuple[int, ...]],
+) -> None:
+    for channel in range(summary.channels):
+        for slot in range(summary.k):
+            number = int(summary.images[channel, slot])
+            if number == EMPTY:
+                break
+            y, x = int(summary.ys[channel, slot]), int(summary.xs[channel, slot])
+            width, height = int(summary.widths[channel, slot]), int(summary.heights[channel, slot])
+            score = float(summary.scores[channel, slot])
+            row = (layer, channel, slot + 1, score, paths[number], y, x, *box(y, x, width, height))
+            for name, value in zip(TOPK_COLUMNS, row, strict=True):
+                columns[name].append(value)
+
+
+def _statistics_rows(columns: dict[str, list], layer: str, summary: ChannelTopK) -> None:
+    count = max(summary.count, 1)
+    mean = summary.score_sum / count
+    variance = np.maximum(summary.score_squares / count - mean**2, 0.0)
+    columns["stage"] += [layer] * summary.channels
+    columns["channel"] += list(range(summary.channels))
+    columns["images"] += [summary.count] * summary.channels
+    columns["mean"] += mean.tolist()
+    columns["std"] += np.sqrt(variance).tolist()
+    columns["active_fraction"] += (summary.active / count).tolist()
+    columns["mean_activation"] += (summary.activation_sum / count).tolist()
+
+
+def _plain(value: object) -> object:
+    """``value`` as JSON gives it back (tuples become lists)."""
+    return json.loads(json.dumps(value))
