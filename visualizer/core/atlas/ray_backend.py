@@ -56,9 +56,10 @@ def ray_batches(
         raise RayMissingError(MISSING) from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR)
     try:
         context = ray.data.DataContext.get_current()
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # not lines per run of a dataset
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         resources = ray.cluster_resources()
@@ -77,7 +78,7 @@ def ray_batches(
             batch_size=1,
             fn_kwargs={"preprocessing": preprocessing, "size": size},
             num_cpus=1,
-            concurrency=max(1, workers),
+            compute=ray.data.TaskPoolStrategy(size=max(1, workers)),
         )
         dataset = dataset.map_batches(
             _Reducer,
@@ -91,7 +92,7 @@ def ray_batches(
             },
             num_gpus=1 if gpus else 0,
             num_cpus=1,
-            concurrency=max(1, gpus or machines),
+            compute=ray.data.ActorPoolStrategy(size=max(1, gpus or machines)),
         )
         for row in dataset.iter_rows():
             yield _decoded(row, shapes)
