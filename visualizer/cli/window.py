@@ -57,6 +57,13 @@ def parser() -> argparse.ArgumentParser:
     )
     add_compare_options(parser)
     parser.add_argument(
+        "--index",
+        metavar="DIR",
+        help="open a dataset index made by fmviz index (made with the same network, weights "
+        "and preprocessing); with --screenshot, the screenshot shows the Channel tab with the "
+        "grid's first channel and its top dataset images",
+    )
+    parser.add_argument(
         "--screenshot",
         type=screenshot_path,
         metavar="PATH",
@@ -105,4 +112,5 @@ def run(args: argparse.Namespace) -> int:
         resize=args.resize,
         crop=args.crop,
         other=other,
+        index=args.index,
     )

@@ -56,6 +56,7 @@ def create_window(
     crop: Size = None,
     other: NetworkSpec | None = None,
     remembered: bool = True,
+    index: str | None = None,
 ) -> MainWindow:
     """The main window, shown, with the network loading and ``paths`` (or the samples) read.
 
@@ -67,6 +68,7 @@ def create_window(
     last closed unless a network or a custom one is named.
     ``weights``: None: the network last used, when neither ``model`` nor any of its options is
     given and ``remembered`` (a weights file that has gone since: ImageNet); else ImageNet.
+    ``index``: a dataset index folder (``fmviz index``) to open once the network is known.
 
     Raises:
         ValueError: ``mean``, ``std``, ``resize`` or ``crop`` given as text that does not parse.
@@ -98,6 +100,8 @@ def create_window(
     window.show()
     chosen = list(paths) or sample_images()
     QTimer.singleShot(0, lambda: window.start(chosen))
+    if index:
+        QTimer.singleShot(0, lambda: window.open_index(index))
     return window
 
 
@@ -121,12 +125,14 @@ def run(
     resize: Size = None,
     crop: Size = None,
     other: NetworkSpec | None = None,
+    index: str | None = None,
 ) -> int:
     """Open the window and run until it closes; returns the exit status.
 
     ``labels``, ``mean``, ``std``, ``resize``, ``crop`` describe the network (see
     ``create_window``); ``other``: the network compared with it (compare mode, unless
-    ``compare`` is False).
+    ``compare`` is False). ``index``: a dataset index to open; with ``screenshot``, the
+    screenshot waits for the Channel tab to show the grid's first channel's dataset images.
 
     Qt aborts the process where its platform plugin cannot start: the caller checks first,
     before Qt loads (``platform_check.prepare``, as ``fmviz`` does).
@@ -154,11 +160,14 @@ def run(
         crop=crop,
         other=other,
         remembered=not screenshot,
+        index=index,
     )
     previous_hook = sys.excepthook
     sys.excepthook = _reporting_to(window)
     # Kept in a name: Qt would drop the connections of a collected object.
-    screenshooter = ScreenshotOnFirstView(window, screenshot) if screenshot else None
+    screenshooter = (
+        ScreenshotOnFirstView(window, screenshot, atlas=bool(index)) if screenshot else None
+    )
     if os.environ.get("FMVIZ_STARTUP_REPORT"):  # fmviz bench --startup
         from visualizer.ui.startup_report import StartupReport  # noqa: PLC0415
 
@@ -181,15 +190,28 @@ class ScreenshotOnFirstView:
     and the screenshot of the first is still saved.
     """
 
-    def __init__(self, window: MainWindow, path: str) -> None:
+    def __init__(self, window: MainWindow, path: str, *, atlas: bool = False) -> None:
         self.window, self.path = window, path
         self.asked = window.spec  # the network as the command line asked for it
         self.shown = False  # the first complete view is on screen: saved soon
         self.finished = False  # the exit status is decided
         self.errors = 0
-        window.view_shown.connect(self._shown)
+        if atlas:  # the view, then the grid's first channel with its dataset images
+            window.view_shown.connect(self._choose_channel)
+            window.state.events.atlas.connect(self._choose_channel)
+            window.patches_shown.connect(self._shown)
+        else:
+            window.view_shown.connect(self._shown)
         window.error_shown.connect(self._error_shown)
         window.worker.replied.connect(self._replied)  # after the window's own handler
+
+    def _choose_channel(self, *_changed: object) -> None:
+        """With an index open and a view shown: the grid's first channel in the Channel tab."""
+        window = self.window
+        if self.shown or self.finished or window.data is None or window.state.atlas is None:
+            return
+        if window.channel.channel is None:
+            window.show_channel(window.data.grid.layout.order[0])
 
     def _shown(self) -> None:
         if not (self.shown or self.finished):
@@ -222,6 +244,9 @@ class ScreenshotOnFirstView:
         if self.shown or self.finished:
             return
         failed = reply.error is not None and reply.kind.startswith(("model", "view"))
+        if reply.error is not None and reply.kind in ("atlas", "patches"):
+            self._fail()  # the index refused, or its images unreadable: no patches to show
+            return
         # A compared side's context is (side, network).
         asked = reply.context[1] if reply.kind.startswith("view:") else reply.context
         if failed and asked == self.asked:

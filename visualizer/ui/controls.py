@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QSignalBlocker, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox, QToolBar, QWidget
 
 from visualizer.choices import COLORMAPS, MODEL_LABELS
+from visualizer.ui.atlas_jobs import DATASET_ORDERS
 from visualizer.ui.jobs import STAGES, ModelSpec, ViewOptions
 
 DEVICES = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA", "mps": "MPS"}
 SCALES = {"channel": "Scale: channel", "stage": "Scale: stage"}
 ORDERS = {"index": "Order: index", "mean": "Order: mean", "gradcam": "Order: Grad-CAM"}
+ORDER_TIP = "Tile order: channel index, mean activation or Grad-CAM weight (highest first)"
+DATASET_ORDER_TIP = (
+    "; with the dataset index open, by its statistics of each channel: mean score, active "
+    "fraction, mean activation or the spread of scores (highest first)"
+)
 
 
 def _combo(items: dict[str, str], tip: str) -> QComboBox:
@@ -46,9 +52,7 @@ class Controls(QObject):
         self.scale = _combo(
             SCALES, "Stretch each channel over the colormap by itself, or the stage as a whole"
         )
-        self.order = _combo(
-            ORDERS, "Tile order: channel index, mean activation or Grad-CAM weight (highest first)"
-        )
+        self.order = _combo(ORDERS, ORDER_TIP)
         self.top_n = QSpinBox()
         self.top_n.setRange(0, 4096)
         self.top_n.setSpecialValueText("all")
@@ -112,6 +116,21 @@ class Controls(QObject):
         """Set the pickers to ``spec`` without reporting it as a change."""
         _choose(self.model, spec.model)
         _choose(self.device, spec.device)
+
+    def show_dataset_orders(self, shown: bool, current: str) -> None:
+        """Offer the orders by the dataset index's statistics (``shown``: an index covering
+        the grid's stage or layer is open) or not, and show ``current`` as chosen, without
+        reporting either as a change."""
+        with QSignalBlocker(self.order):
+            present = self.order.findData(next(iter(DATASET_ORDERS))) >= 0
+            if shown and not present:
+                for value, (_statistic, text, _meaning) in DATASET_ORDERS.items():
+                    self.order.addItem(text, value)
+            elif not shown and present:
+                for value in DATASET_ORDERS:
+                    self.order.removeItem(self.order.findData(value))
+            self.order.setToolTip(ORDER_TIP + (DATASET_ORDER_TIP if shown else ""))
+            _choose(self.order, current)
 
     def show_options(self, options: ViewOptions) -> None:
         """Set the pickers to ``options`` without reporting it as a change."""

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 
 from visualizer.choices import STAGES
 from visualizer.networks import NetworkSpec
+from visualizer.ui.atlas_jobs import DATASET_ORDERS, open_atlas
 from visualizer.ui.method_jobs import (
     LAYER_METHODS,
     METHOD_TITLES,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     import torch
 
     from visualizer.core import AnalysisResult, Analyzer, Attribution, FeatureLayer, GradCam
+    from visualizer.core.atlas import Atlas
     from visualizer.core.faithfulness import Faithfulness
     from visualizer.core.render import Grid
     from visualizer.core.stage_summary import StageRow
@@ -126,7 +128,7 @@ class ViewOptions:
     cam_stage: str = "C5"  # the Grad-CAM's stage
     colormap: str = "viridis"
     scale: str = "channel"  # "channel" or "stage"
-    order: str = "index"  # "index", "mean" or "gradcam"
+    order: str = "index"  # "index", "mean", "gradcam" or one of ``DATASET_ORDERS``
     top_n: int = 0  # show the first N channels of the order; 0: all
     target: int | None = None  # Grad-CAM class; None: the top-1 class
     cam_colormap: str = "turbo"
@@ -137,6 +139,9 @@ class ViewOptions:
     layer: str | None = None
     cam_layer: str | None = None
     cam_method: str = "gradcam"  # the map beside the grid: any of ``method_jobs.METHODS``
+    # With an order of ``DATASET_ORDERS``: the grid's channels in that order, by the open
+    # index's statistics (the window sets it; a dataset index is not the worker's to read).
+    dataset_order: tuple[int, ...] = ()
 
     @property
     def grid_name(self) -> str:
@@ -369,13 +374,13 @@ class Session:
             if options.order == "gradcam":  # channel weights are the stages' (C1–C5)
                 drawn = dataclasses.replace(options, order="index")
                 grid_note = "Grad-CAM order is for the stages C1–C5: in channel order"
-            grid = _grid(stage, drawn, None, on_screen=True)
+            grid = _grid(stage, drawn, None, on_screen=True, name=options.layer)
         else:
             stage = result.stages[options.stage]
             weights = None
             if options.order == "gradcam":
                 weights = self._cam(spec, picture, result, options.stage, target).channel_weights
-            grid = _grid(stage, options, weights, on_screen=True)
+            grid = _grid(stage, options, weights, on_screen=True, name=options.stage)
         probabilities = probabilities_of(result.logits.float(), result.scores)
         return ViewData(
             picture=picture.key,
@@ -521,6 +526,53 @@ class Session:
             label = analyzer.categories[first.target]
             return [save_methods_figure(path, result, pairs, label, chosen)]
 
+    def open_atlas(self, spec: ModelSpec, folder: str) -> Atlas:
+        """The dataset index in ``folder``, once it is known to be ``spec``'s network's.
+
+        Raises:
+            IndexFileError: the folder holds no complete index.
+            ValueError: the index was made with another network, other weights or other
+                preprocessing (the message says which).
+        """
+        atlas = open_atlas(folder)
+        self.check_atlas(spec, atlas)
+        return atlas
+
+    def check_atlas(self, spec: ModelSpec, atlas: Atlas) -> Atlas:
+        """``atlas``, when it was made by ``spec``'s network (``identity.mismatch``).
+
+        Raises:
+            ValueError: it was not; the message names the index and why.
+        """
+        from visualizer.core.atlas.identity import mismatch  # noqa: PLC0415
+
+        analyzer, _ = self._analyzer(spec)
+        reason = mismatch(atlas.metadata, analyzer)
+        if reason is not None:
+            raise ValueError(f"The index {atlas.folder} is not {spec.label}'s: {reason}")
+        return atlas
+
+    @staticmethod
+    def export_atlas(
+        atlas: Atlas,
+        layer: str,
+        channel: int,
+        path: str,
+        *,
+        activation: np.ndarray | None,
+        image: str | None,
+        colormap: str,
+    ) -> list[Path]:
+        """Write ``channel``'s atlas at ``layer`` as an annotated PNG at ``path``
+        (``atlas.figure.save_atlas_figure``), beside ``activation``, its map for ``image``."""
+        from visualizer.core.atlas.figure import save_atlas_figure  # noqa: PLC0415
+
+        with _export_errors(path):
+            saved = save_atlas_figure(
+                path, atlas, layer, channel, activation=activation, image=image, colormap=colormap
+            )
+        return [saved]
+
     def _export(
         self, spec: ModelSpec, picture: Picture, options: ViewOptions, what: str, path: str
     ) -> list[Path]:
@@ -559,7 +611,7 @@ class Session:
                 weights = None
                 if options.order == "gradcam":
                     weights = self._cam(spec, picture, result, stage, target).channel_weights
-                grid = _grid(result.stages[stage], options, weights)
+                grid = _grid(result.stages[stage], options, weights, name=stage)
                 if what == "grid_figure":
                     ordered_by = (
                         (target, analyzer.categories[target]) if weights is not None else None
@@ -824,10 +876,24 @@ def untrained_banner(infos: list[ModelInfo], *, load_weights: bool = True) -> st
     return f"Untrained {names} ({why}): for trained ones, put {files} in {paths[0].parent}{also}"
 
 
-def _grid(stage: Any, options: ViewOptions, cam_weights: Any, *, on_screen: bool = False) -> Grid:
-    """The grid ``options`` ask for; ``on_screen``: its columns fill the pane's shape
-    (``options.aspect``), else near-square as ``fmviz export`` writes it."""
+def _grid(
+    stage: Any,
+    options: ViewOptions,
+    cam_weights: Any,
+    *,
+    on_screen: bool = False,
+    name: str | None = None,
+) -> Grid:
+    """The grid ``options`` ask for of ``stage``, the output of ``name``; ``on_screen``: its
+    columns fill the pane's shape (``options.aspect``), else near-square as ``fmviz export``
+    writes it. A dataset order is ``options.dataset_order``, which is the grid's (``name``)
+    only: another stage's grid is in channel order."""
     from visualizer.core.render import fitting_columns, render_grid  # noqa: PLC0415
+
+    order: str | list[int] = options.order
+    if order in DATASET_ORDERS:
+        ours = name == options.grid_name and len(options.dataset_order) == stage.shape[0]
+        order = list(options.dataset_order) if ours else "index"
 
     top = options.top_n if options.top_n > 0 else None
     columns = None
@@ -839,8 +905,8 @@ def _grid(stage: Any, options: ViewOptions, cam_weights: Any, *, on_screen: bool
         stage,
         colormap=options.colormap,
         scale=options.scale,
-        order=options.order,
-        weights=cam_weights if options.order == "gradcam" else None,
+        order=order,
+        weights=cam_weights if order == "gradcam" else None,
         top=top,
         columns=columns,
     )

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QByteArray, QMimeData, QSettings, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import (
     QAction,
@@ -36,6 +37,14 @@ from PySide6.QtWidgets import (
 
 from visualizer.folders import image_files
 from visualizer.networks import NetworkSpec
+from visualizer.ui.atlas_jobs import (
+    DATASET_ORDERS,
+    Patches,
+    atlas_patches,
+    covers,
+    dataset_order,
+    describe_atlas,
+)
 from visualizer.ui.cam_panel import CamPanel
 from visualizer.ui.channel_view import ChannelView
 from visualizer.ui.compare_view import CompareView
@@ -75,6 +84,7 @@ EXPORTS = {
     "overlay_figure": "Annotated Grad-CAM PNG…",
     "timings": "Timings CSV…",
     "methods": "Attribution methods figure PNG…",
+    "atlas": "Channel atlas PNG (dataset index)…",
     "comparison": "Comparison PNG…",
     "comparison_timings": "Comparison timings CSV…",
 }
@@ -118,6 +128,7 @@ class MainWindow(QMainWindow):
     """
 
     view_shown = Signal()  # a complete view (grid, predictions, Grad-CAM) is on screen
+    patches_shown = Signal()  # the Channel tab shows a channel's top dataset images
     error_shown = Signal(str)  # every error the user is shown, as it is shown
 
     def __init__(
@@ -140,6 +151,10 @@ class MainWindow(QMainWindow):
         self.data: ViewData | None = None  # the single page's view on screen
         self.method_settings = MethodSettings()  # how methods other than Grad-CAM run
         self._tree_spec: ModelSpec | None = None  # the network whose layers the tree lists
+        # The (index, layer, channel) whose patches the Channel tab shows or awaits.
+        self._patches_for: tuple[object, str, int] | None = None
+        self._channel_follows: str | None = None  # the image of a patch clicked, on its way
+        self._room_made: object = None  # the index the lower panel was last made room for
         self._keys = itertools.count(1)
         self._banner_text = ""
         self.worker = Worker(self)
@@ -147,7 +162,13 @@ class MainWindow(QMainWindow):
         self.worker.progress.connect(self._progress)
         self.worker.stepped.connect(self._stepped)
         # Replies of the kinds that the window only hands on.
-        self._repliers = {"method": self._method_replied, "layers": self._layers_replied}
+        self._repliers = {
+            "method": self._method_replied,
+            "layers": self._layers_replied,
+            "atlas": self._atlas_replied,
+            "atlas_check": self._atlas_checked,
+            "patches": self._patches_replied,
+        }
         self._build()
         self._subscribe()
         self._show_sides()
@@ -211,6 +232,8 @@ class MainWindow(QMainWindow):
         self.layer_tree.layer_chosen.connect(self.pick_layer)
         self.layer_tree.stage_chosen.connect(self.show_stage)
         self.timing.timings.layer_clicked.connect(self._timing_row_clicked)
+        self.channel.atlas.patch_clicked.connect(self.open_patch)
+        self.channel.atlas.export_requested.connect(lambda: self.export("atlas"))
         self.methods = MethodsPanel(settings=self.method_settings, methods=self._saved_methods())
         self.methods.wanted.connect(self._request_method)
         self.methods.cancel_requested.connect(lambda: self.worker.cancel("method"))
@@ -287,6 +310,14 @@ class MainWindow(QMainWindow):
             "preprocessing"
         )
         self.labels_action = self._action(files, "Load &labels…", self.load_labels)
+        files.addSeparator()
+        self.index_action = self._action(files, "Open &index…", self.open_index_dialog)
+        self.index_action.setToolTip(
+            "A dataset index made by fmviz index: each channel's top dataset images in the "
+            "Channel tab, and grid orders by the dataset's statistics"
+        )
+        self.close_index_action = self._action(files, "&Close index", self.close_index)
+        self.close_index_action.setEnabled(False)
         files.addSeparator()
         export = files.addMenu("&Export")
         self.export_actions = {}
@@ -373,6 +404,8 @@ class MainWindow(QMainWindow):
         events.compare.connect(self._update_title)
         events.current.connect(self._update_title)
         events.current.connect(lambda key: key is not None and self.strip.select(key))
+        events.options.connect(self._show_orders)
+        events.atlas.connect(self._atlas_changed)
         self.state.picture_added.connect(self.strip.add_picture)
 
     def _save_spec(self, spec: ModelSpec) -> None:
@@ -388,6 +421,8 @@ class MainWindow(QMainWindow):
 
     def _save_options(self, options: ViewOptions) -> None:
         for name in SAVED_VIEW_OPTIONS:
+            if name == "order" and options.order in DATASET_ORDERS:
+                continue  # an index's order, for this index only: the last other one is kept
             if self.settings.value(name) != getattr(options, name):
                 self.settings.setValue(name, getattr(options, name))
 
@@ -451,7 +486,10 @@ class MainWindow(QMainWindow):
         """Analyse the picture ``key`` and show it (again, after a failure)."""
         if key not in self.pictures or (key == self.current and not self.requests.view_failed):
             return
-        self._clear_channel()
+        follows = self._channel_follows
+        self._channel_follows = None
+        if follows is None or os.path.realpath(self.pictures[key].source) != follows:
+            self._clear_channel()  # a patch clicked keeps its channel: seen on its own image
         self.state.current = key
         self._request_view()
 
@@ -494,6 +532,7 @@ class MainWindow(QMainWindow):
             self._request_view()
 
     def _use_spec(self, spec: ModelSpec) -> None:
+        before = self.spec
         self._clear_channel()
         if not _same_classes(spec, self.spec):  # a class chosen may mean nothing now
             self.state.options = dataclasses.replace(self.options, target=None)
@@ -506,6 +545,16 @@ class MainWindow(QMainWindow):
         self.state.spec = spec
         if not self.compare:  # compared networks load with their views
             self._request_model()
+        atlas = self.state.atlas
+        if atlas is not None and (spec.model, spec.weights) != (before.model, before.weights):
+            self.state.atlas = None  # another architecture or weights: surely not its index
+            self.show_error(
+                f"The index {atlas.folder} was closed: it was made for {_in_words(before)}, "
+                f"and {_in_words(spec)} is in use now."
+            )
+        elif atlas is not None:  # labels, preprocessing, device: is it still this network's?
+            self._send("atlas_check", lambda session: session.check_atlas(spec, atlas),
+                       context=spec)  # fmt: skip
         self._request_view()
 
     def set_compare(self, on: bool) -> None:
@@ -598,7 +647,7 @@ class MainWindow(QMainWindow):
     def set_options(self, **changes: object) -> None:
         """Change how the analysis is shown (stage, colormap, order, class, …)."""
         changes.setdefault("aspect", self.state.grid_aspect)  # the tiles fill the pane
-        options = dataclasses.replace(self.options, **changes)
+        options = self._with_dataset_order(dataclasses.replace(self.options, **changes))
         if options == self.options:
             return
         if options.grid_name != self.options.grid_name:
@@ -606,16 +655,152 @@ class MainWindow(QMainWindow):
         self.state.options = options
         self._request_view()
 
+    def _with_dataset_order(self, options: ViewOptions) -> ViewOptions:
+        """``options`` with the channels of a dataset order filled in from the open index;
+        an index's order where no index covers the grid's stage (or layer): channel order."""
+        if options.order not in DATASET_ORDERS:
+            return (
+                dataclasses.replace(options, dataset_order=()) if options.dataset_order else options
+            )
+        atlas = self.state.atlas
+        if atlas is None or not covers(atlas, options.grid_name):
+            self.statusBar().showMessage(
+                f"No dataset index covers {options.grid_name}: the grid is in channel order", 8000
+            )
+            return dataclasses.replace(options, order="index", dataset_order=())
+        order = dataset_order(atlas, options.grid_name, options.order)
+        return dataclasses.replace(options, dataset_order=order)
+
+    def _show_orders(self, options: ViewOptions) -> None:
+        """The order picker offers the dataset's orders while an index covers the grid."""
+        self.controls.show_dataset_orders(
+            covers(self.state.atlas, options.grid_name), options.order
+        )
+
     def _clear_channel(self) -> None:
         self.channel.clear()
         if self.timing.currentWidget() is self.channel:
             self.timing.setCurrentWidget(self.timing.timings)
+        self._show_patches()
 
     def show_channel(self, channel: int) -> None:
-        """Open ``channel`` of the stage large, beside the input."""
+        """Open ``channel`` of the stage large, beside the input (and its top dataset images,
+        with an index open)."""
         if self.data is not None:
             self.channel.show_channel(self.data, channel)
             self.timing.setCurrentWidget(self.channel)
+            self._show_patches()
+
+    # The dataset index
+
+    def open_index_dialog(self) -> None:
+        """Ask for an index folder (made by ``fmviz index``) and open it."""
+        folder = QFileDialog.getExistingDirectory(self, "Open a dataset index", self._folder())
+        if folder:
+            self._remember_folder(folder)
+            self.open_index(folder)
+
+    def open_index(self, folder: str) -> None:
+        """Open the dataset index in ``folder`` (read, and checked against the network in use,
+        off the event loop). An index of another network, other weights or other
+        preprocessing is refused with the reason, and the index open before stays open."""
+        spec = self.spec
+        self._send("atlas", lambda session: session.open_atlas(spec, folder), context=spec)
+
+    def close_index(self) -> None:
+        """Close the dataset index: no patches, no dataset orders."""
+        self.worker.cancel("atlas", "atlas_check", "patches")
+        self.state.atlas = None
+
+    def _atlas_replied(self, reply: Reply) -> None:
+        if reply.error is not None:
+            self.show_error(reply.error)  # the index open before (if any) stays
+        elif reply.context != self.spec:  # checked for a network no longer in use
+            self.show_error(
+                f"The index {reply.value.folder} was checked against {reply.context.label}, "
+                f"and {self.spec.label} is in use now: open it again."
+            )
+        else:
+            self.state.atlas = reply.value
+            self.statusBar().showMessage(f"Index {describe_atlas(reply.value)}", 10000)
+
+    def _atlas_checked(self, reply: Reply) -> None:
+        if reply.context == self.spec and reply.error is not None and self.state.atlas:
+            self.state.atlas = None
+            self.show_error(f"{reply.error}. The index was closed.")
+
+    def _atlas_changed(self, atlas: object) -> None:
+        self.close_index_action.setEnabled(atlas is not None)
+        self.close_index_action.setText(
+            f"&Close index {atlas.folder.name}" if atlas is not None else "&Close index"
+        )
+        options = self._with_dataset_order(self.options)
+        self._show_orders(options)
+        if options != self.options:  # the order by the index is now by this one, or gone
+            self.state.options = options
+            self._request_view()
+        self._show_patches()
+
+    def _show_patches(self) -> None:
+        """The Channel tab's dataset images: those of the channel shown, from the index open
+        (cropped off the event loop), or a line saying why there are none."""
+        panel, atlas, channel = self.channel.atlas, self.state.atlas, self.channel.channel
+        if atlas is None:
+            self._patches_for = None
+            self.channel.show_atlas(False)
+            return
+        self.channel.show_atlas(True)
+        if channel is None or self.data is None:
+            self._patches_for = None
+            panel.show_note("Click a tile in the grid to see the dataset images that excite its "
+                            f"channel most (index {describe_atlas(atlas)}).")  # fmt: skip
+            return
+        layer = self.data.grid_name
+        if not covers(atlas, layer):
+            self._patches_for = None
+            panel.show_note(
+                f"The index {atlas.folder.name} covers {', '.join(atlas.layers)}, not {layer}: "
+                "choose one of those to see its channels' dataset images."
+            )
+            return
+        wanted = (atlas, layer, channel)
+        if wanted == self._patches_for:
+            return
+        self._patches_for = wanted
+        panel.waiting(layer, channel, len(atlas.top(layer, channel)), atlas.folder.name)
+        self._send("patches", lambda _session: atlas_patches(atlas, layer, channel),
+                   lane="atlas", context=wanted)  # fmt: skip
+
+    def _patches_replied(self, reply: Reply) -> None:
+        if reply.context != self._patches_for:
+            return  # another channel, layer or index since
+        if reply.error is not None:
+            self._patches_for = None  # asked again when the channel is shown again
+            self.channel.atlas.show_note(f"The dataset images cannot be shown: {reply.error}")
+            self.show_error(reply.error)
+            return
+        patches: Patches = reply.value
+        self.channel.atlas.show_patches(patches)
+        self._make_room_for_patches()
+        self.patches_shown.emit()
+
+    def _make_room_for_patches(self) -> None:
+        """Once an index is open: the lower panel grows, if it must, to show a whole row of
+        patches (the user's own size is kept after that)."""
+        if self._room_made is self.state.atlas:
+            return
+        self._room_made = self.state.atlas
+        panel = self.channel.atlas
+        need = panel.room() + self.timing.height() - panel.height()
+        top, bottom = self.body.sizes()
+        if bottom < need and top + bottom > need:
+            self.body.setSizes([top + bottom - need, need])
+
+    def open_patch(self, source: str) -> None:
+        """Open the image of a patch clicked, as if the user had opened the file: it joins the
+        strip and is analysed, and the channel stays in view, on that image."""
+        self._channel_follows = os.path.realpath(source)
+        self.add_files([source])
 
     def open_images(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(
@@ -678,6 +863,9 @@ class MainWindow(QMainWindow):
         if what == "methods":
             self._export_methods()
             return
+        if what == "atlas":
+            self._export_atlas()
+            return
         if self.data is None:
             self.show_error("Nothing to export yet: add an image first.")
             return
@@ -730,6 +918,37 @@ class MainWindow(QMainWindow):
         look = (self.options.cam_colormap, self.options.opacity)
         self._send("export", lambda session: session.export_methods(jobs, path, *look),
                    latest_wins=False, context="methods")  # fmt: skip
+
+    def _export_atlas(self) -> None:
+        """The channel shown, its top dataset images and its map for the image on screen as
+        an annotated PNG (``atlas.figure.save_atlas_figure``)."""
+        atlas, channel, data = self.state.atlas, self.channel.channel, self.data
+        if atlas is None:
+            self.show_error("No dataset index is open: File → Open index… first.")
+            return
+        if channel is None or data is None:
+            self.show_error("Nothing to export yet: click a tile in the grid to choose a channel.")
+            return
+        layer = data.grid_name
+        if not covers(atlas, layer):
+            self.show_error(f"The index {atlas.folder.name} covers {', '.join(atlas.layers)}, "
+                            f"not {layer}: choose one of those first.")  # fmt: skip
+            return
+        picture = self.pictures[data.picture]
+        name = f"{data.model.spec.model}_{layer}_channel{channel}_atlas.png"
+        path = self.ask_export_path("atlas", name)
+        if not path:
+            return
+        self._remember_folder(str(Path(path).parent))
+        activation = np.array(data.activation[channel], dtype=np.float32)  # a copy for the thread
+        look = {"activation": activation, "image": picture.name, "colormap": data.options.colormap}
+        self._send(
+            "export",
+            lambda session: session.export_atlas(atlas, layer, channel, path, **look),
+            lane="atlas",
+            latest_wins=False,
+            context="atlas",
+        )
 
     def _export_comparison(self, what: str) -> None:
         complete = self.current is not None and self.compare_view.complete(self.current)
@@ -812,6 +1031,8 @@ class MainWindow(QMainWindow):
             )
             return
         options = options.single()  # compare mode shows stages
+        if options.order in DATASET_ORDERS:  # the index is one network's: channel order
+            options = dataclasses.replace(options, order="index", dataset_order=())
         # The lead network first: the other explains its top-1 class, so needs its analysis.
         lead, specs = self.state.lead(), self.state.compare_specs()
         targets = self.state.side_targets
@@ -1050,6 +1271,7 @@ class MainWindow(QMainWindow):
         self.methods.set_context(self._methods_context(data))
         if self.channel.channel is not None and self.channel.channel < channels:
             self.channel.show_channel(data, self.channel.channel)
+            self._show_patches()
         self.statusBar().showMessage(
             f"{self.pictures[data.picture].label}: top-1 {data.topk[0][1]} "
             f"({data.topk[0][2] * 100:.1f} %), {data.total_ms:.0f} ms",  # the device is beside it
@@ -1249,6 +1471,11 @@ def _same_classes(one: ModelSpec, other: ModelSpec) -> bool:
     if (one.weights, one.labels) == (other.weights, other.labels):
         return True
     return all(spec.network.named_weights and spec.labels is None for spec in (one, other))
+
+
+def _in_words(spec: ModelSpec) -> str:
+    """``"ResNet101 with random weights"``, or ``"ResNet101 · ft5.pth"`` (a checkpoint)."""
+    return f"{spec.label} with {spec.weights} weights" if spec.network.named_weights else spec.label
 
 
 class TimingTabs(QTabWidget):

@@ -14,12 +14,15 @@ Examples::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from psygnal import Signal, evented
 
 from visualizer.networks import compare_pair, network_labels
 from visualizer.ui.jobs import ModelSpec, Picture, ViewOptions
+
+if TYPE_CHECKING:
+    from visualizer.core.atlas import Atlas
 
 SIDES = (0, 1)  # compare mode: left, right
 NAMED_WEIGHTS = ("imagenet", "random")
@@ -34,8 +37,8 @@ def is_named(weights: str) -> bool:
 @dataclass
 class WindowState:
     """What the window shows and for what; each field has an event of the same name
-    (``state.events.spec``, ``.options``, ``.compare``, ``.current``) that fires with the new
-    value when it changes."""
+    (``state.events.spec``, ``.options``, ``.compare``, ``.current``, ``.atlas``) that fires
+    with the new value when it changes."""
 
     spec: ModelSpec  # the network in use (in compare mode: the lead's, see ``lead``)
     options: ViewOptions = field(default_factory=ViewOptions)
@@ -49,6 +52,8 @@ class WindowState:
     current: int | None = None  # the key of the picture shown
     grid_aspect: float = 1.0  # the grid pane's width ÷ height, for the next view's columns
     pictures: dict[int, Picture] = field(default_factory=dict)  # the strip, by key
+    # The dataset index open (``fmviz index``), made by ``spec``'s network; None: none.
+    atlas: Atlas | None = None
 
     picture_added: ClassVar[Signal] = Signal(object)  # a Picture, once it is in ``pictures``
 

@@ -38,6 +38,7 @@ EXPECTED_ERRORS = (
     "OSError",
     "LabelsError",
     "PreprocessingError",
+    "IndexFileError",
 )
 
 
