@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from models.weights import PATH_SHOWN, shown
 from visualizer.core.images import ImageLoadError, load_image
 from visualizer.core.preprocess import Preprocessing
 
@@ -91,6 +93,9 @@ def batches(
 
 
 def _reason(failure: Exception, path: str) -> str:
-    """The reason alone, one line (``load_image``'s message starts with the file's name)."""
-    text = " ".join(str(failure).split())
-    return text.removeprefix(f"{path}: ")
+    """The reason alone, one line (``load_image``'s message starts with the file's name, as
+    ``shown`` writes it: escaped, and cut short when long)."""
+    text = str(failure)
+    for name in (shown(Path(path), PATH_SHOWN), path):
+        text = text.removeprefix(f"{name}: ")
+    return " ".join(text.split())

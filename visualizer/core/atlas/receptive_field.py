@@ -182,7 +182,8 @@ def source_box(
 
     Returns:
         ``(left, top, right, bottom)`` in source pixels, right/bottom exclusive, clipped to
-        the image: every source pixel whose value reaches the box's input pixels through the
+        the image (``(0, 0, 0, 0)`` when the field lies wholly in the padding of an image
+        thinner than the crop): every source pixel whose value reaches the box's input pixels through the
         antialiased resize (a filter reaching ``max(1, scale)`` source pixels from a
         resized pixel's centre).
     """
@@ -190,6 +191,8 @@ def source_box(
     resized_height, resized_width = resized_size
     left, right = _back(box[0], box[2], width, resized_width, crop)
     top, bottom = _back(box[1], box[3], height, resized_height, crop)
+    if right <= left or bottom <= top:  # the field lies in the crop's padding: no pixel
+        return 0, 0, 0, 0
     return left, top, right, bottom
 
 
