@@ -1,9 +1,12 @@
-"""``fmviz bench``: every layer's time, and fmviz against torchvision and Captum."""
+"""``fmviz bench``: every layer's time, and fmviz against torchvision and Captum; with
+``--index``, ``fmviz index`` against a torchvision loop, its memory and its Ray backend."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 
 from visualizer.choices import DEVICES, MODELS
 from visualizer.cli.options import (
@@ -12,6 +15,7 @@ from visualizer.cli.options import (
     add_method_options,
     error,
     method_parameters,
+    pixels,
     positive,
 )
 from visualizer.cli.progress import Progress
@@ -22,10 +26,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "bench",
         help="time every layer, and fmviz against torchvision and Captum (random weights)",
     )
-    bench.add_argument("--model", choices=MODELS, default=DEFAULT_MODEL)
+    bench.add_argument(
+        "--model",
+        choices=MODELS,
+        help=f"network (default {DEFAULT_MODEL}; with --index both, P12 and P13 {DEFAULT_MODEL})",
+    )
     bench.add_argument("--device", choices=DEVICES, default="auto")
     bench.add_argument(
-        "--runs", type=positive, metavar="N", help="timed runs (default 10; 3 with --startup)"
+        "--runs",
+        type=positive,
+        metavar="N",
+        help="timed runs (default 10; 3 with --startup; with --index 3 on a GPU, 1 on a CPU)",
     )
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
     bench.add_argument(
@@ -48,7 +59,62 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "view, and its event-loop stalls (P5–P7), against python -c 'import torch' and a "
         "torchvision script",
     )
+    _add_index_options(bench)
     bench.set_defaults(run=run, usage_error=bench.error)
+
+
+def _add_index_options(bench: argparse.ArgumentParser) -> None:
+    index = bench.add_argument_group(
+        "--index: fmviz index on generated JPEGs (P11–P13)",
+        "fmviz index's images/s against a bare torchvision DataLoader loop with the same "
+        "settings (P11, per network), its peak memory on all the images against a tenth of "
+        "them (P12) and --backend ray against the local backend (P13), each a fresh process; "
+        "and the per-image costs of reading and of the network. The defaults take about two "
+        "minutes on a GPU; on a small CPU use fewer --images (the expected time of each phase "
+        "is printed on stderr).",
+    )
+    index.add_argument(
+        "--index", action="store_true", help="benchmark fmviz index instead (P11–P13)"
+    )
+    index.add_argument(
+        "--images", type=positive, metavar="N", help="images to generate (default 2000)"
+    )
+    index.add_argument(
+        "--batch-size", type=positive, metavar="N", help="images a pass, both sides (default 32)"
+    )
+    index.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help=f"DataLoader workers, both sides (default {default_workers()} here: the cores, "
+        "at most 8; 0: the main process)",
+    )
+    index.add_argument(
+        "--weights",
+        metavar="imagenet|random|PATH",
+        help="the networks' weights (default random)",
+    )
+    index.add_argument(
+        "--resize",
+        type=pixels,
+        metavar="N",
+        help="resize the shorter side to N (default: the network's)",
+    )
+    index.add_argument(
+        "--crop",
+        type=pixels,
+        metavar="N",
+        help="centre crop N×N, the input (default: the network's, 224)",
+    )
+    index.add_argument("--no-ray", action="store_true", help="skip P13 (Ray's start-up is slow)")
+
+
+INDEX_OPTIONS = ("images", "batch_size", "workers", "weights", "resize", "crop", "no_ray")
+
+
+def default_workers() -> int:
+    """``--workers`` of ``fmviz bench --index``: this machine's cores, at most 8."""
+    return min(8, os.cpu_count() or 1)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +122,12 @@ def run(args: argparse.Namespace) -> int:
     from visualizer.bench.engine import run_bench  # noqa: PLC0415
     from visualizer.core.device import DeviceError  # noqa: PLC0415
 
+    if args.index:
+        return _bench_index(args)
+    given = [name for name in INDEX_OPTIONS if getattr(args, name) not in (None, False)]
+    if given:
+        args.usage_error(f"--{given[0].replace('_', '-')} needs --index")
+    args.model = args.model or DEFAULT_MODEL
     if args.startup:
         return _bench_startup(args)
     try:  # --parameter is checked against the methods given, else against them all
@@ -134,13 +206,16 @@ def _bench_startup(args: argparse.Namespace) -> int:
 
 
 def _print_targets(results: dict) -> None:
-    """One line per target measured: value, target, verdict, what; P10 one line per method."""
+    """One line per target measured: value, target, verdict, what; P10 one line per method,
+    P11 one per network."""
     for key, entry in results.items():
-        if not key.startswith("P") or not isinstance(entry, dict) or entry["ratio"] is None:
+        if not key.startswith("P") or not isinstance(entry, dict) or entry.get("ratio") is None:
             continue
         unit = entry["unit"]
+        compare = entry.get("compare", "≤")
         target = f"{entry['target']:g}{'×' if unit == '×' else ' ms'}"
-        verdict = {True: "ok", False: "over target", None: entry.get("note", "not judged")}
+        missed = "under target" if compare == "≥" else "over target"
+        verdict = {True: "ok", False: missed, None: entry.get("note", "not judged")}
         lines = [(entry["ratio"], entry["ok"], entry["what"])]
         if "methods" in entry:  # P10: each method
             lines = [
@@ -152,6 +227,156 @@ def _print_targets(results: dict) -> None:
                 )
                 for name, method in entry["methods"].items()
             ]
+        if "networks" in entry:  # P11: each network
+            lines = [
+                (
+                    network["ratio"],
+                    network["ok"],
+                    f"{name}: {network['fmviz_images_per_s']:.1f} images/s through fmviz "
+                    f"index, {network['torchvision_images_per_s']:.1f} through torchvision",
+                )
+                for name, network in entry["networks"].items()
+            ]
         for ratio, ok, what in lines:
             value = f"{ratio:6.3f}×" if unit == "×" else f"{ratio:6.1f} ms"
-            print(f"{key:<4} {value} (target ≤ {target}, {verdict[ok]}): {what}")
+            print(f"{key:<4} {value} (target {compare} {target}, {verdict[ok]}): {what}")
+
+
+def _not_measured(results: dict) -> None:
+    """A line for each target of ``results`` that was not measured, with the reason."""
+    for key, entry in results.items():
+        if key.startswith("P") and isinstance(entry, dict) and entry.get("ratio") is None:
+            print(f"{key:<4} not measured: {entry.get('note', '')}")
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
+def _bench_index(args: argparse.Namespace) -> int:
+    """``fmviz bench --index``: P11 for each network, P12 and P13 for one (see
+    ``visualizer.bench.index``)."""
+    for option, name in (
+        ("startup", "--startup"),
+        ("channels_last", "--channels-last"),
+        ("methods", "--methods"),
+        ("parameter", "--parameter"),
+    ):
+        if getattr(args, option):
+            args.usage_error(f"--index and {name} measure different things: give one")
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 0:
+        args.usage_error("--workers: must be 0 or more")
+    from visualizer.bench.index import DEFAULT_IMAGES, run_index_bench  # noqa: PLC0415
+    from visualizer.cli.options import checkpoint_architecture, engine_errors  # noqa: PLC0415
+
+    weights = args.weights or "random"
+    chosen = args.model or checkpoint_architecture(weights)
+    # ResNet101 first: its figures come first, and it is the network of P12 and P13.
+    networks = [chosen] if chosen else sorted(MODELS, key=lambda name: name != DEFAULT_MODEL)
+    progress = Progress(0, label="bench --index")
+    try:
+        report = run_index_bench(
+            networks,
+            args.device,
+            weights=weights,
+            images=args.images or DEFAULT_IMAGES,
+            batch_size=args.batch_size or 32,
+            workers=workers,
+            runs=args.runs,
+            resize=args.resize,
+            crop=args.crop,
+            memory_network=chosen or DEFAULT_MODEL,
+            ray=not args.no_ray,
+            progress=progress.update,
+            note=progress.message,
+        )
+    except (*engine_errors(), RuntimeError) as failure:
+        progress.close()
+        error(str(failure))
+        return 1
+    progress.close()
+    results = report.as_json()
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+        return 0
+    _print_index(results)
+    return 0
+
+
+def _print_index(results: dict) -> None:
+    """The text report of ``fmviz bench --index``: settings, per-image costs, throughput,
+    the commands' figures, phases, then one line per target."""
+    ms = 1e3
+    workers = results["workers"]
+    print(
+        f"fmviz index on {results['device']}: {results['images']} generated images "
+        f"({results['image_size']}), batch {results['batch_size']}, {workers} "
+        f"worker{'' if workers == 1 else 's'}, top {results['top']} of "
+        f"{'–'.join(results['stages'][::4])}, {results['weights']} weights"
+    )
+    for name, preprocessing in results["preprocessing"].items():
+        print(f"{name}: {preprocessing}")
+    print()
+    batch = next(iter(results["per_image_s"].values()))["batch_size"]
+    print(f"{'ms per image':<14}{'read and preprocess':>24}{f'network (batch of {batch})':>28}")
+    print(f"{'':<14}{'fmviz':>12}{'torchvision':>12}{'fmviz':>14}{'torchvision':>14}")
+    for name, cost in results["per_image_s"].items():
+        print(
+            f"{name:<14}{cost['read'] * ms:>12.2f}{cost['read_torchvision'] * ms:>12.2f}"
+            f"{cost['network'] * ms:>14.2f}{cost['network_torchvision'] * ms:>14.2f}"
+        )
+    print("(reading: one process; network: to C5 with the top-K vs torchvision's whole forward)")
+    estimate = results["imagenet_estimate_h"]
+    hours = "; ".join(
+        f"{name} ≈ {_hours(value)} from these costs, {_hours(measured)} at the rate measured"
+        for name, value in estimate["from_costs"].items()
+        if (measured := estimate["at_measured_rate"].get(name)) is not None
+    )
+    workers = results["workers"]
+    print(
+        f"ImageNet ({estimate['images']:,} images, {workers} worker{'' if workers == 1 else 's'}"
+        f"): {hours}"
+    )
+    print()
+    p11 = results["P11"]["networks"]
+    print(
+        f"{'images/s':<14}{'fmviz index':>14}{'torchvision':>14}{'fmviz loop alone':>20}"
+        f"   (medians of {results['runs']})"
+    )
+    for name, network in p11.items():
+        loops = network["fmviz_loop_s"]
+        loop = f"{results['images'] / statistics.median(loops):>20.1f}" if loops else ""
+        print(
+            f"{name:<14}{network['fmviz_images_per_s']:>14.1f}"
+            f"{network['torchvision_images_per_s']:>14.1f}{loop}"
+        )
+    commands = results["commands"]
+    if commands:
+        print()
+        print(f"fmviz index {results['P12'].get('network', '')} in a fresh process:")
+        for run in commands.values():
+            indexed = run["indexing_s"]
+            said = f" (indexing {indexed:.1f} s)" if indexed is not None else ""
+            print(
+                f"  {run['backend']:<6}{run['images']:>6} images: {run['wall_s']:7.1f} s{said}, "
+                f"largest process {run['largest_process_peak_mib']:.0f} MiB, all "
+                f"{run['processes']} processes {run['tree_peak_mib']:.0f} MiB"
+                + (f"; failed: {run['error']}" if run.get("error") else "")
+            )
+        if "tree_measure" in results["P12"]:
+            print(
+                f"  (largest process: {results['P12']['measure']}; processes: "
+                f"{results['P12']['tree_measure']})"
+            )
+    print()
+    expected = results["expected_s"]
+    phases = ", ".join(
+        f"{name} {seconds:.0f} s"
+        + (f" (its passes expected ≈ {expected[name]:.0f})" if name in expected else "")
+        for name, seconds in results["phases_s"].items()
+    )
+    print(f"phases: {phases}")
+    print()
+    _print_targets(results)
+    _not_measured(results)

@@ -183,9 +183,9 @@ def source_box(
     Returns:
         ``(left, top, right, bottom)`` in source pixels, right/bottom exclusive, clipped to
         the image (``(0, 0, 0, 0)`` when the field lies wholly in the padding of an image
-        thinner than the crop): every source pixel whose value reaches the box's input pixels through the
-        antialiased resize (a filter reaching ``max(1, scale)`` source pixels from a
-        resized pixel's centre).
+        thinner than the crop): every source pixel whose value reaches the box's input
+        pixels through the antialiased resize (a filter reaching ``max(1, scale)`` source
+        pixels from a resized pixel's centre).
     """
     width, height = source_size
     resized_height, resized_width = resized_size
