@@ -148,6 +148,13 @@ class Preprocessing:
     def __call__(self, image: Image.Image) -> tuple[torch.Tensor, Image.Image]:
         """The model input ``(1, channels, crop, crop)`` and the RGB ``view`` it was made from
         (for a one-channel network, the grey image as RGB)."""
+        pixels, view = self.cropped(image)
+        return self.normalized(pixels).unsqueeze(0), view
+
+    def cropped(self, image: Image.Image) -> tuple[torch.Tensor, Image.Image]:
+        """The resized and cropped image as uint8 ``(channels, crop, crop)`` — a quarter of the
+        model input's bytes, to move between processes and to the device — and the RGB view.
+        ``normalized`` makes the model input from it."""
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms import functional as F  # noqa: N812
 
@@ -160,9 +167,15 @@ class Preprocessing:
             antialias=True,
         )
         view = F.center_crop(resized, [self.crop, self.crop])
-        pixels = F.convert_image_dtype(F.pil_to_tensor(view), torch.float)
-        x = F.normalize(pixels, mean=list(self.mean), std=list(self.std)).unsqueeze(0)
-        return x, view.convert("RGB") if view.mode != "RGB" else view
+        return F.pil_to_tensor(view), view.convert("RGB") if view.mode != "RGB" else view
+
+    def normalized(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels ``(..., channels, H, W)`` on any device → the float32 model input
+        (scaled to [0, 1], then normalised with ``mean`` and ``std``)."""
+        from torchvision.transforms import functional as F  # noqa: N812
+
+        x = F.convert_image_dtype(pixels, torch.float)
+        return F.normalize(x, mean=list(self.mean), std=list(self.std))
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """``(height, width)`` after the resize: torchvision's rounding, longer side bounded."""

@@ -26,7 +26,8 @@ class Batch:
 
     Attributes:
         numbers: ``(N,)`` int64, the images' numbers (positions in the sorted list), ascending.
-        pixels: ``(N, channels, crop, crop)`` float32, the model inputs (normalised).
+        pixels: ``(N, channels, crop, crop)`` uint8, the resized and cropped images
+            (``Preprocessing.normalized`` makes the model inputs of them, on the device).
         sizes: ``(N, 2)`` int64, each source image's ``(width, height)`` after EXIF rotation.
         refused: ``(number, reason)`` of each file that is not a readable image.
     """
@@ -42,7 +43,8 @@ class Batch:
 
 
 class ImageFiles(Dataset):
-    """``paths`` as model inputs: item ``n`` is image number ``n``, read and preprocessed."""
+    """``paths`` as cropped images: item ``n`` is image number ``n``, read with ``load_image``
+    and resized and cropped (``Preprocessing.cropped``), or the reason it was refused."""
 
     def __init__(self, paths: Sequence[str], preprocessing: Preprocessing) -> None:
         self.paths = paths
@@ -54,17 +56,19 @@ class ImageFiles(Dataset):
     def __getitem__(self, number: int) -> Item:
         try:
             image = load_image(self.paths[number])
-            x, _view = self.preprocessing(image)
+            pixels, _view = self.preprocessing.cropped(image)
         except (ImageLoadError, OSError, ValueError) as failure:
             return number, None, (0, 0), _reason(failure, self.paths[number])
-        return number, x[0], image.size, None
+        return number, pixels, image.size, None
 
 
 def collate(items: list[Item]) -> Batch:
     """One ``Batch`` of dataset items (the ``DataLoader``'s ``collate_fn``)."""
     read = [item for item in items if item[1] is not None]
     refused = [(number, reason) for number, _x, _size, reason in items if reason is not None]
-    pixels = torch.stack([x for _n, x, _s, _r in read]) if read else torch.empty(0)  # type: ignore[misc]
+    pixels = (
+        torch.stack([x for _n, x, _s, _r in read]) if read else torch.empty(0, dtype=torch.uint8)
+    )  # type: ignore[misc]
     return Batch(
         numbers=torch.tensor([number for number, *_ in read], dtype=torch.int64),
         pixels=pixels,

@@ -133,6 +133,11 @@ def build_index(
             batches_done=frozenset(),
             refused=[],
         )
+    if backend == "local":  # merged where the batches are summarised: on the device
+        on_device = {
+            layer: summary.to(analyzer.device) for layer, summary in partial.summaries.items()
+        }
+        partial = dataclasses.replace(partial, summaries=on_device)
     all_batches = batch_numbers(len(paths), batch_size)
     remaining = [b for b in range(len(all_batches)) if b not in partial.batches_done]
     resumed_from = sum(len(all_batches[b]) for b in partial.batches_done)

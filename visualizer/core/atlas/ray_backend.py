@@ -108,7 +108,7 @@ def _read(rows: dict[str, np.ndarray], preprocessing: Preprocessing, size: int) 
     files = ImageFiles(paths, preprocessing)
     batch = collate([files[index] for index in range(len(paths))])
     count = len(batch.numbers)
-    pixels = np.zeros((1, size, *_input_shape(preprocessing)), np.float32)
+    pixels = np.zeros((1, size, *_input_shape(preprocessing)), np.uint8)
     numbers = np.full((1, size), -1, np.int64)
     sizes = np.zeros((1, size, 2), np.int64)
     if count:

@@ -21,6 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,15 +45,23 @@ class ReceptiveField:
     def box(self, y: int, x: int, height: int, width: int) -> tuple[int, int, int, int]:
         """``(left, top, right, bottom)`` of position ``(y, x)``'s field in an input of
         ``height`` × ``width`` pixels: pixel edges, right and bottom exclusive, clipped."""
-        left, right = self._span(x, width)
-        top, bottom = self._span(y, height)
-        return left, top, right, bottom
+        box = self.boxes(np.array([y]), np.array([x]), height, width)[0]
+        return tuple(int(value) for value in box)  # type: ignore[return-value]
 
-    def _span(self, position: int, length: int) -> tuple[int, int]:
-        centre = self.start + position * self.jump
-        low = math.floor(centre - (self.size - 1) / 2 + 1e-9)
-        high = math.ceil(centre + (self.size - 1) / 2 - 1e-9) + 1
-        return max(0, low), min(length, high)
+    def boxes(self, ys: np.ndarray, xs: np.ndarray, height: int, width: int) -> np.ndarray:
+        """``box`` of many positions at once: ``(N, 4)`` int64 from ``(N,)`` ``ys`` and
+        ``xs``."""
+        left, right = self._spans(np.asarray(xs), width)
+        top, bottom = self._spans(np.asarray(ys), height)
+        return np.stack([left, top, right, bottom], axis=-1)
+
+    def _spans(self, positions: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+        centre = self.start + positions * self.jump
+        # The field's first and last pixel (centres at 0, 1, …); the margin keeps a centre
+        # that floating point puts a hair past a pixel on that pixel.
+        low = np.floor(centre - (self.size - 1) / 2 + 1e-9)
+        high = np.ceil(centre + (self.size - 1) / 2 - 1e-9) + 1
+        return np.clip(low, 0, length).astype(np.int64), np.clip(high, 0, length).astype(np.int64)
 
 
 def receptive_fields(
@@ -187,22 +196,41 @@ def source_box(
         pixels through the antialiased resize (a filter reaching ``max(1, scale)`` source
         pixels from a resized pixel's centre).
     """
-    width, height = source_size
-    resized_height, resized_width = resized_size
-    left, right = _back(box[0], box[2], width, resized_width, crop)
-    top, bottom = _back(box[1], box[3], height, resized_height, crop)
-    if right <= left or bottom <= top:  # the field lies in the crop's padding: no pixel
-        return 0, 0, 0, 0
-    return left, top, right, bottom
+    boxes = source_boxes(
+        np.array([box]),
+        np.array([source_size]),
+        np.array([resized_size]),
+        crop,
+    )
+    return tuple(int(value) for value in boxes[0])  # type: ignore[return-value]
 
 
-def _back(low: int, high: int, source: int, resized: int, crop: int) -> tuple[int, int]:
-    offset = -((crop - resized) // 2) if resized < crop else round((resized - crop) / 2)
-    low, high = max(0, low + offset), min(resized, high + offset)
-    if high <= low:  # the field lies in the crop's padding: nothing of the image
-        return 0, 0
+def source_boxes(
+    boxes: np.ndarray, source_sizes: np.ndarray, resized_sizes: np.ndarray, crop: int
+) -> np.ndarray:
+    """``source_box`` of many boxes at once: ``(N, 4)`` boxes, ``(N, 2)`` source sizes
+    ``(width, height)`` and ``(N, 2)`` resized sizes ``(height, width)`` → ``(N, 4)`` int64."""
+    boxes = np.asarray(boxes, np.int64)
+    left, right = _back(boxes[:, 0], boxes[:, 2], source_sizes[:, 0], resized_sizes[:, 1], crop)
+    top, bottom = _back(boxes[:, 1], boxes[:, 3], source_sizes[:, 1], resized_sizes[:, 0], crop)
+    result = np.stack([left, top, right, bottom], axis=-1)
+    result[(right <= left) | (bottom <= top)] = 0  # the field lies in the crop's padding
+    return result
+
+
+def _back(
+    low: np.ndarray, high: np.ndarray, source: np.ndarray, resized: np.ndarray, crop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One axis of ``source_boxes``: model-input edges → source edges (equal: no pixel)."""
+    source, resized = np.asarray(source, np.int64), np.asarray(resized, np.int64)
+    # torchvision's centre crop: round((resized - crop) / 2) (half to even, as NumPy rounds),
+    # or, when the image is smaller, padding of (crop - resized) // 2 before it.
+    offset = np.where(resized < crop, -((crop - resized) // 2), np.round((resized - crop) / 2))
+    low = np.maximum(0, low + offset)
+    high = np.minimum(resized, high + offset)
     scale = source / resized
-    reach = max(1.0, scale)
-    first = math.floor((low + 0.5) * scale - reach)
-    last = math.ceil((high - 0.5) * scale + reach)
-    return max(0, first), min(source, last)
+    reach = np.maximum(1.0, scale)
+    first = np.maximum(0, np.floor((low + 0.5) * scale - reach))
+    last = np.minimum(source, np.ceil((high - 0.5) * scale + reach))
+    empty = high <= low
+    return np.where(empty, 0, first).astype(np.int64), np.where(empty, 0, last).astype(np.int64)

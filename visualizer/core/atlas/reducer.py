@@ -35,8 +35,9 @@ def layer_modules(analyzer: Analyzer, layers: Sequence[str]) -> dict[str, str]:
 
 
 class LayerReducer:
-    """``reducer(batch)`` → ``{layer: ChannelTopK}`` for one batch, the network stopping after
-    the last layer asked for (the classifier is not run).
+    """``reducer(batch)`` → ``{layer: ChannelTopK}`` for one batch, on the network's device
+    (nothing waits for it), the network stopping after the last layer asked for (the
+    classifier is not run).
 
     Args:
         analyzer: the network, its device and its preprocessing.
@@ -54,13 +55,15 @@ class LayerReducer:
             return {}
         model = self.analyzer.model
         device = self.analyzer.device
-        pixels = batch.pixels.to(device, non_blocking=True)
+        pixels = self.analyzer.preprocessing.normalized(batch.pixels.to(device, non_blocking=True))
+        numbers = batch.numbers.to(device, non_blocking=True)
+        sizes = batch.sizes.to(device, non_blocking=True)
         summaries: dict[str, ChannelTopK] = {}
 
         def reduce(layer: str, output: torch.Tensor) -> None:
             # Summarised as the output is made: a later in-place ReLU would change it, and the
             # batch's maps are not kept.
-            summaries[layer] = summarize(output, batch.numbers, batch.sizes, self.k)
+            summaries[layer] = summarize(output, numbers, sizes, self.k)
             if len(summaries) == len(self.modules):
                 raise _Enough
 

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from visualizer.core.atlas.receptive_field import ReceptiveField, source_box
+from visualizer.core.atlas.receptive_field import ReceptiveField, source_boxes
 from visualizer.core.atlas.topk import EMPTY, ChannelTopK
 from visualizer.core.export import WriteBatch, write_atomically
 
@@ -143,16 +143,21 @@ def write_index(
     """
     text = json.dumps(metadata, indent=1)
     schema_metadata = {b"fmviz": text.encode()}
-    columns: dict[str, list] = {name: [] for name in TOPK_COLUMNS}
+    parts = [
+        _top_rows(
+            layer,
+            summary.as_arrays(),
+            paths,
+            field=fields[layer],
+            resized_size=resized_size,
+            crop=crop,
+        )
+        for layer, summary in summaries.items()
+    ]
+    columns = {name: np.concatenate([part[name] for part in parts]) for name in TOPK_COLUMNS}
     statistics: dict[str, list] = {name: [] for name in CHANNEL_COLUMNS}
     for layer, summary in summaries.items():
-
-        def box(y: int, x: int, width: int, height: int, field=fields[layer]) -> tuple[int, ...]:
-            inside = field.box(y, x, crop, crop)
-            return source_box(inside, (width, height), resized_size(width, height), crop)
-
-        _top_rows(columns, layer, summary, paths, box)
-        _statistics_rows(statistics, layer, summary)
+        _statistics_rows(statistics, layer, summary.as_arrays())
     top = pa.table(
         {
             "stage": pa.array(columns["stage"], pa.string()),
@@ -179,36 +184,54 @@ def write_index(
 
 
 def _top_rows(
-    columns: dict[str, list],
     layer: str,
-    summary: ChannelTopK,
+    summary: Mapping[str, np.ndarray],
     paths: Sequence[str],
-    box: Callable[[int, int, int, int], tuple[int, ...]],
+    *,
+    field: ReceptiveField,
+    resized_size: Callable[[int, int], tuple[int, int]],
+    crop: int,
+) -> dict[str, np.ndarray]:
+    """One layer's rows of the top-K table, column by column (empty slots left out)."""
+    filled = summary["images"] != EMPTY
+    channels, ranks = np.nonzero(filled)  # row-major: by channel, then rank
+    ys, xs = summary["ys"][filled], summary["xs"][filled]
+    sizes = np.stack([summary["widths"][filled], summary["heights"][filled]], axis=-1)
+    distinct, inverse = np.unique(sizes, axis=0, return_inverse=True)
+    resized = np.array([resized_size(int(w), int(h)) for w, h in distinct], np.int64)
+    resized = resized.reshape(-1, 2)[inverse.reshape(-1)]
+    boxes = source_boxes(field.boxes(ys, xs, crop, crop), sizes, resized, crop)
+    numbers = summary["images"][filled]
+    return {
+        "stage": np.full(len(numbers), layer, dtype=object),
+        "channel": channels,
+        "rank": ranks + 1,
+        "score": summary["scores"][filled],
+        "source": np.array([paths[number] for number in numbers], dtype=object),
+        "y": ys,
+        "x": xs,
+        "box_left": boxes[:, 0],
+        "box_top": boxes[:, 1],
+        "box_right": boxes[:, 2],
+        "box_bottom": boxes[:, 3],
+    }
+
+
+def _statistics_rows(
+    columns: dict[str, list], layer: str, summary: Mapping[str, np.ndarray]
 ) -> None:
-    for channel in range(summary.channels):
-        for slot in range(summary.k):
-            number = int(summary.images[channel, slot])
-            if number == EMPTY:
-                break
-            y, x = int(summary.ys[channel, slot]), int(summary.xs[channel, slot])
-            width, height = int(summary.widths[channel, slot]), int(summary.heights[channel, slot])
-            score = float(summary.scores[channel, slot])
-            row = (layer, channel, slot + 1, score, paths[number], y, x, *box(y, x, width, height))
-            for name, value in zip(TOPK_COLUMNS, row, strict=True):
-                columns[name].append(value)
-
-
-def _statistics_rows(columns: dict[str, list], layer: str, summary: ChannelTopK) -> None:
-    count = max(summary.count, 1)
-    mean = summary.score_sum / count
-    variance = np.maximum(summary.score_squares / count - mean**2, 0.0)
-    columns["stage"] += [layer] * summary.channels
-    columns["channel"] += list(range(summary.channels))
-    columns["images"] += [summary.count] * summary.channels
+    images = int(summary["count"])
+    count = max(images, 1)
+    channels = len(summary["score_sum"])
+    mean = summary["score_sum"] / count
+    variance = np.maximum(summary["score_squares"] / count - mean**2, 0.0)
+    columns["stage"] += [layer] * channels
+    columns["channel"] += list(range(channels))
+    columns["images"] += [images] * channels
     columns["mean"] += mean.tolist()
     columns["std"] += np.sqrt(variance).tolist()
-    columns["active_fraction"] += (summary.active / count).tolist()
-    columns["mean_activation"] += (summary.activation_sum / count).tolist()
+    columns["active_fraction"] += (summary["active"] / count).tolist()
+    columns["mean_activation"] += (summary["activation_sum"] / count).tolist()
 
 
 def _plain(value: object) -> object:
