@@ -250,3 +250,53 @@ def test_ray_and_local_give_the_same_index(
     assert status == 1
     assert_same_index(reference, tmp_path)
     assert ray_instance.is_initialized()  # an instance the caller started is left running
+
+
+def test_saved_progress_is_not_thrown_away_unasked(
+    images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A run over an interrupted one's folder without --resume is refused (the progress of
+    hours is not lost to a forgotten option); a damaged progress file is one line naming it."""
+    from visualizer.core.atlas import indexing
+
+    real = indexing._local
+
+    def interrupted(*args: object, **kwargs: object):
+        yield next(iter(real(*args, **kwargs)))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(indexing, "_local", interrupted)
+    arguments = ["index", str(images), "--out", str(tmp_path), *SMALL, "--stages", "C5",
+                 "--batch-size", "4", "--workers", "0"]  # fmt: skip
+    assert main(arguments) == 130
+    monkeypatch.setattr(indexing, "_local", real)
+    saved = (tmp_path / PARTIAL_FILE).read_bytes()
+    capsys.readouterr()
+    assert main(arguments) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path / PARTIAL_FILE}: an interrupted run's progress is saved here: add "
+        "--resume to continue it, or delete the file to start again"
+    )
+    assert (tmp_path / PARTIAL_FILE).read_bytes() == saved
+    (tmp_path / PARTIAL_FILE).write_bytes(saved[: len(saved) // 2])
+    assert main([*arguments, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / PARTIAL_FILE}: damaged, cannot resume from it (")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_unwritable_out_and_an_empty_list_are_named(
+    images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    source = str(images / "image000.png")
+    assert main(["index", source, "--out", str(taken / "index"), *SMALL, "--stages", "C5"]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {taken / 'index'}: ")
+    listing = tmp_path / "empty.txt"
+    listing.write_text("# nothing yet\n\n")
+    out = tmp_path / "out"
+    assert main(["index", str(listing), "--out", str(out), *SMALL]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {listing}: lists no images"
+    assert not out.exists()

@@ -104,14 +104,16 @@ def run(args: argparse.Namespace) -> int:
         error("--address needs --backend ray")
         return 2
     from visualizer.core import Analyzer  # noqa: PLC0415 - imports torch
-    from visualizer.core.atlas import IndexFileError, SourceError, build_index  # noqa: PLC0415
-    from visualizer.core.atlas.ray_backend import RayMissingError  # noqa: PLC0415
+    from visualizer.core.atlas import build_index  # noqa: PLC0415
 
     spec = network_spec(args)
     try:
         options = {k: v for k, v in spec.analyzer_options().items() if v is not None}
+        # With Ray the network runs on the cluster's workers: here it only gives the shapes,
+        # receptive fields and weights' hash, on the CPU (not on a GPU that a worker needs).
+        device = "cpu" if args.backend == "ray" else args.device
         analyzer = Analyzer(
-            spec.model, spec.weights, args.device, timings=False, warm_up=False, **options
+            spec.model, spec.weights, device, timings=False, warm_up=False, **options
         )
     except engine_errors() as failure:
         error(str(failure))
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             save_every=args.save_every,
             progress=show,
             refusal=refused,
-            network=spec,
+            device=args.device,
         )
     except KeyboardInterrupt:
         progress.close()
@@ -157,29 +159,47 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         return INTERRUPTED
-    except (SourceError, IndexFileError, RayMissingError) as failure:
+    except Exception as failure:
         progress.close()
-        error(str(failure))
-        return 1
-    except ValueError as failure:  # a layer the network does not have
-        progress.close()
-        error(str(failure))
-        return 2
-    except OSError as failure:
-        progress.close()
-        error(f"{args.out}: {failure.strerror or failure}")
-        return 1
+        status = _reported(failure, args)
+        if status is None:
+            raise
+        return status
     progress.close()
     if analyzer.notice:
         print(f"note: {analyzer.notice}", flush=True)
     rate = (report.images - report.resumed_from) / report.seconds if report.seconds else 0.0
     resumed = f", {report.resumed_from} from the interrupted run" if report.resumed_from else ""
+    if args.resume and not report.resumed_from:
+        print("note: no progress was saved in the folder: indexed from the start", flush=True)
     print(
         f"indexed {report.images} images{resumed} ({len(report.refused)} refused) in "
         f"{report.seconds:.1f} s ({rate:.1f} images/s) to {report.folder}",
         flush=True,
     )
     return 1 if report.refused else 0
+
+
+def _reported(failure: Exception, args: argparse.Namespace) -> int | None:
+    """Say what went wrong in one ``error:`` line and give the exit status; None for a failure
+    the command does not expect."""
+    from visualizer.core.atlas import IndexFileError, SourceError  # noqa: PLC0415
+    from visualizer.core.atlas.ray_backend import RayClusterError, RayMissingError  # noqa: PLC0415
+
+    if isinstance(failure, SourceError | IndexFileError | RayMissingError | RayClusterError):
+        error(str(failure))
+        return 1
+    if isinstance(failure, ConnectionError):  # no Ray cluster there (an OSError: first)
+        where = f"at {args.address}" if args.address else "(a local instance)"
+        error(f"Ray {where}: {' '.join(str(failure).split())[:300]}")
+        return 1
+    if isinstance(failure, ValueError):  # a layer the network does not have
+        error(str(failure))
+        return 2
+    if isinstance(failure, OSError):
+        error(f"{failure.filename or args.out}: {failure.strerror or failure}")
+        return 1
+    return None
 
 
 def _duration(seconds: float) -> str:

@@ -31,7 +31,7 @@ from visualizer.choices import MODEL_LABELS
 from visualizer.core.atlas.reader import Atlas, TopImage
 from visualizer.core.export import WriteBatch, save_png
 from visualizer.core.figure import INK, MUTED, Sheet, fitted, font, line_height
-from visualizer.core.images import load_image
+from visualizer.core.images import ImageLoadError, load_image
 from visualizer.core.render import colormap_table
 
 THUMBNAIL = 128  # pixels: each patch fits a square this size
@@ -72,10 +72,18 @@ def patch_image(top: TopImage, size: int = THUMBNAIL) -> Image.Image:
     shrinks, nearest-neighbour when it grows (a small receptive field shows its pixels).
 
     Raises:
-        ImageLoadError: the source cannot be read (moved, deleted, damaged since indexing).
+        ImageLoadError: the source cannot be read (moved, deleted, damaged since indexing),
+            or the box is empty (the field lies in the padding of an image thinner than the
+            crop).
     """
     if size < 1:
         raise ValueError(f"a thumbnail must be at least 1 pixel, not {size}")
+    left, top_edge, right, bottom = top.box
+    if right <= left or bottom <= top_edge:
+        raise ImageLoadError(
+            f"{top.source}: the receptive field lies in the padding around the image, "
+            "outside its pixels"
+        )
     crop = load_image(top.source).crop(top.box)
     grows = max(crop.size) < size
     resample = Image.Resampling.NEAREST if grows else Image.Resampling.LANCZOS

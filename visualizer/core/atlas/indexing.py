@@ -10,6 +10,7 @@ images, a resumed run, a Ray run and a local run give the same index.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -28,7 +29,15 @@ from visualizer.core.atlas.identity import network_identity, preprocessing_ident
 from visualizer.core.atlas.receptive_field import receptive_fields
 from visualizer.core.atlas.reducer import LayerReducer, layer_modules, layer_shapes
 from visualizer.core.atlas.sources import image_paths
-from visualizer.core.atlas.store import FORMAT, Partial, load_partial, save_partial, write_index
+from visualizer.core.atlas.store import (
+    FORMAT,
+    PARTIAL_FILE,
+    IndexFileError,
+    Partial,
+    load_partial,
+    save_partial,
+    write_index,
+)
 from visualizer.core.atlas.topk import ChannelTopK
 from visualizer.networks import NetworkSpec
 
@@ -79,14 +88,14 @@ def build_index(
     save_every: float = 30.0,
     progress: Progress | None = None,
     refusal: Refusal | None = None,
-    network: NetworkSpec | None = None,
+    device: str | None = None,
 ) -> IndexReport:
     """Index the images ``sources`` name (see ``sources.image_paths``) into the folder ``out``.
 
     Args:
-        analyzer: the network, its device and preprocessing.
-        network: how to build the same network on a Ray worker; None: from ``analyzer``
-            (its architecture, weights and preprocessing; class names are not needed).
+        analyzer: the network, its device and preprocessing. Ray workers build the same
+            network (architecture, weights file, preprocessing) and check that their weights
+            have the same SHA-256.
         layers: stages ``C1``–``C5`` or feature layers' names.
         top: images kept per channel (K).
         batch_size: images per forward pass.
@@ -97,12 +106,17 @@ def build_index(
         save_every: seconds between saves of the progress (0: after every batch).
         progress: called with (images done, images in all) after each batch.
         refusal: called with (source, reason) for each file that is not a readable image.
+        device: where Ray workers run the network: ``"cuda"`` (one actor per GPU),
+            ``"cpu"``, or ``"auto"`` (GPUs when the cluster has them); None: the analyzer's.
 
     Raises:
         SourceError: a source that gives no images.
         ValueError: a layer that is neither a stage nor a feature layer; ``top`` or
             ``batch_size`` below 1; an unknown backend.
-        IndexFileError: ``resume`` with progress saved under other settings.
+        IndexFileError: ``resume`` with progress saved under other settings, or progress
+            saved in ``out`` without ``resume`` (it is not thrown away unasked).
+        RayMissingError: the Ray backend without Ray installed.
+        ConnectionError: no Ray cluster at ``address``.
         OSError: ``out`` cannot be written.
     """
     if backend not in BACKENDS:
@@ -117,15 +131,21 @@ def build_index(
     fields = receptive_fields(analyzer.model, list(modules.values()), crop, crop)
     fields = {layer: fields[modules[layer]] for layer in layers}
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    identity = network_identity(analyzer)
     fingerprint = {
-        "network": network_identity(analyzer),
+        # The weights by their SHA-256 (or the seed, in "weights"), not by where the file is.
+        "network": {key: value for key, value in identity.items() if key != "weights_file"},
         "preprocessing": preprocessing_identity(analyzer.preprocessing),
         "layers": layers,
         "top": top,
         "batch_size": batch_size,
         "images": _digest(paths),
     }
+    if not resume and (folder / PARTIAL_FILE).exists():
+        raise IndexFileError(
+            f"{folder / PARTIAL_FILE}: an interrupted run's progress is saved here: add "
+            "--resume to continue it, or delete the file to start again"
+        )
     partial = load_partial(folder, fingerprint) if resume else None
     if partial is None:
         partial = Partial(
@@ -150,24 +170,33 @@ def build_index(
 
         results = ray_batches(
             paths,
-            network=network or _spec_of(analyzer),
+            network=_spec_of(analyzer),
+            weights_sha256=fingerprint["network"]["weights_sha256"],
             preprocessing=analyzer.preprocessing,
-            device=analyzer.device,
+            device=device or analyzer.device.type,
             shapes=shapes,
             top=top,
             batches=todo,
             workers=workers,
             address=address,
         )
-    state = _merged_results(
-        results,
-        partial,
-        sizes=[len(numbers) for numbers in all_batches],
-        save=lambda state: save_partial(folder, state, fingerprint),
-        save_every=save_every,
-        progress=progress,
-        refusal=None if refusal is None else lambda n, reason: refusal(paths[n], reason),
-    )
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with contextlib.closing(results):  # the readers (and a Ray instance) go at the end
+            state = _merged_results(
+                results,
+                partial,
+                sizes=[len(numbers) for numbers in all_batches],
+                save=lambda state: save_partial(folder, state, fingerprint),
+                save_every=save_every,
+                progress=progress,
+                refusal=None if refusal is None else lambda n, reason: refusal(paths[n], reason),
+            )
+    except Exception:
+        if made and not any(folder.iterdir()):  # nothing done: no empty folder left behind
+            folder.rmdir()
+        raise
     seconds = time.perf_counter() - started
     refused = sorted(state.refused)
     counted = len(paths) - len(refused)
@@ -182,6 +211,7 @@ def build_index(
     metadata = {
         "format": FORMAT,
         **fingerprint,
+        "network": identity,
         "layers": layer_metadata,
         "score": SCORE,
         "images": {
@@ -201,6 +231,7 @@ def build_index(
         fields=fields,
         resized_size=analyzer.preprocessing.resized_size,
         crop=crop,
+        interpolation=analyzer.preprocessing.interpolation,
         metadata=metadata,
     )
     return IndexReport(
@@ -223,7 +254,8 @@ def _merged_results(
     refusal: Callable[[int, str], None] | None,
 ) -> Partial:
     """``state`` with every batch of ``results`` merged in; saved every ``save_every`` seconds
-    and when interrupted (``KeyboardInterrupt``, which goes on)."""
+    and when anything interrupts it (Ctrl+C's ``KeyboardInterrupt`` or a failure, which goes
+    on)."""
     total = sum(sizes)
     done = sum(sizes[number] for number in state.batches_done)
     if progress is not None:
@@ -248,8 +280,9 @@ def _merged_results(
             if time.monotonic() - last_save >= save_every and done < total:
                 save(state)
                 last_save = time.monotonic()
-    except KeyboardInterrupt:
-        save(state)
+    except BaseException:  # Ctrl+C, a device out of memory, a failed worker: keep what is done
+        if state.batches_done:
+            save(state)
         raise
     return state
 
@@ -279,7 +312,7 @@ def _spec_of(analyzer: Analyzer) -> NetworkSpec:
     """The spec that builds ``analyzer``'s network again (on a Ray worker)."""
     info = analyzer.weights_info
     named = {"imagenet": "imagenet", "random": "random"}
-    weights = "random" if info is None else named.get(info.kind, info.detail)
+    weights = "random" if info is None else named.get(info.kind, os.path.abspath(info.detail))
     p = analyzer.preprocessing
     return NetworkSpec(
         model=analyzer.arch,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -29,12 +30,17 @@ class RayMissingError(RuntimeError):
     """Ray is not installed."""
 
 
+class RayClusterError(RuntimeError):
+    """The Ray cluster cannot run the index as asked (e.g. ``--device cuda`` without GPUs)."""
+
+
 def ray_batches(
     paths: Sequence[str],
     *,
     network: NetworkSpec,
+    weights_sha256: str | None,
     preprocessing: Preprocessing,
-    device: torch.device,
+    device: str,
     shapes: Mapping[str, tuple[int, int, int]],
     top: int,
     batches: Mapping[int, range],
@@ -45,15 +51,20 @@ def ray_batches(
 
     Joins the cluster at ``address`` (``"auto"``: the one this machine belongs to), or uses
     the Ray instance this process has already started, else starts a local one (and stops it
-    at the end).
+    at the end). ``device``: ``"cuda"`` or ``"auto"`` put one actor on each of the cluster's
+    GPUs (``"auto"``: the CPUs when it has none); ``"cpu"`` one actor per machine. Each actor
+    builds ``network`` and checks that its weights' SHA-256 is ``weights_sha256``.
 
     Raises:
         RayMissingError: Ray is not installed.
+        ConnectionError: no Ray cluster at ``address``.
     """
     try:
         import ray  # noqa: PLC0415 - optional
     except ImportError:
         raise RayMissingError(MISSING) from None
+    if not batches:
+        return
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR)
@@ -63,14 +74,14 @@ def ray_batches(
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0)) if device.type == "cuda" else 0
+        gpus = int(resources.get("GPU", 0)) if device in {"cuda", "auto"} else 0
+        if device == "cuda" and not gpus:
+            raise RayClusterError("--device cuda: the Ray cluster has no GPU")
         machines = sum(1 for node in ray.nodes() if node.get("Alive"))
         items = [
             {"batch": number, "paths": [paths[n] for n in numbers], "first": numbers.start}
             for number, numbers in batches.items()
         ]
-        if not items:
-            return
         size = max(len(numbers) for numbers in batches.values())
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
         dataset = dataset.map_batches(
@@ -85,6 +96,7 @@ def ray_batches(
             batch_size=1,
             fn_constructor_kwargs={
                 "network": network,
+                "weights_sha256": weights_sha256,
                 "device": "cuda" if gpus else "cpu",
                 "shapes": dict(shapes),
                 "top": top,
@@ -134,13 +146,16 @@ class _Reducer:
 
     def __init__(
         self,
+        *,
         network: NetworkSpec,
+        weights_sha256: str | None,
         device: str,
         shapes: dict[str, tuple[int, int, int]],
         top: int,
         threads: int,
     ) -> None:
         from visualizer.core.analysis import Analyzer  # noqa: PLC0415 - in the actor
+        from visualizer.core.atlas.identity import network_identity  # noqa: PLC0415
         from visualizer.core.atlas.reducer import LayerReducer  # noqa: PLC0415
 
         if device == "cpu":
@@ -154,6 +169,12 @@ class _Reducer:
             progress=False,
             **network.analyzer_options(),
         )
+        theirs = network_identity(analyzer)["weights_sha256"]
+        if theirs != weights_sha256:
+            raise ValueError(
+                f"the weights on {platform.node()} ({network.weights}) are not the driver's: "
+                f"SHA-256 {theirs} instead of {weights_sha256}"
+            )
         self.reducer = LayerReducer(analyzer, list(shapes), top)
         self.shapes = shapes
         self.top = top

@@ -27,6 +27,19 @@ from torch import nn
 
 from models.stages import meta_copy
 
+# How far each resize filter reaches from a resized pixel's centre, in resized pixels when
+# enlarging and in source pixels × scale when shrinking (Pillow's filter supports; torchvision
+# resizes PIL images with Pillow).
+FILTER_SUPPORT = {
+    "nearest": 0.5,
+    "nearest-exact": 0.5,
+    "box": 0.5,
+    "bilinear": 1.0,
+    "hamming": 1.0,
+    "bicubic": 2.0,
+    "lanczos": 3.0,
+}
+
 
 @dataclass(frozen=True)
 class ReceptiveField:
@@ -179,6 +192,7 @@ def source_box(
     source_size: tuple[int, int],
     resized_size: tuple[int, int],
     crop: int,
+    interpolation: str = "bilinear",
 ) -> tuple[int, int, int, int]:
     """A box in the model input (``crop`` × ``crop``) carried back to the source image.
 
@@ -188,40 +202,60 @@ def source_box(
         resized_size: ``(height, width)`` after the resize (``Preprocessing.resized_size``).
         crop: the centre crop's side (torchvision's ``center_crop``: rounded offsets; an
             image smaller than the crop is padded evenly, its extra pixel at the end).
+        interpolation: the resize's filter (``Preprocessing.interpolation``).
 
     Returns:
         ``(left, top, right, bottom)`` in source pixels, right/bottom exclusive, clipped to
         the image (``(0, 0, 0, 0)`` when the field lies wholly in the padding of an image
         thinner than the crop): every source pixel whose value reaches the box's input
-        pixels through the antialiased resize (a filter reaching ``max(1, scale)`` source
-        pixels from a resized pixel's centre).
+        pixels through the antialiased resize (a filter reaching ``support × max(1, scale)``
+        source pixels from a resized pixel's centre; ``FILTER_SUPPORT``).
     """
     boxes = source_boxes(
         np.array([box]),
         np.array([source_size]),
         np.array([resized_size]),
         crop,
+        interpolation,
     )
     return tuple(int(value) for value in boxes[0])  # type: ignore[return-value]
 
 
 def source_boxes(
-    boxes: np.ndarray, source_sizes: np.ndarray, resized_sizes: np.ndarray, crop: int
+    boxes: np.ndarray,
+    source_sizes: np.ndarray,
+    resized_sizes: np.ndarray,
+    crop: int,
+    interpolation: str = "bilinear",
 ) -> np.ndarray:
     """``source_box`` of many boxes at once: ``(N, 4)`` boxes, ``(N, 2)`` source sizes
     ``(width, height)`` and ``(N, 2)`` resized sizes ``(height, width)`` → ``(N, 4)`` int64."""
     boxes = np.asarray(boxes, np.int64)
-    left, right = _back(boxes[:, 0], boxes[:, 2], source_sizes[:, 0], resized_sizes[:, 1], crop)
-    top, bottom = _back(boxes[:, 1], boxes[:, 3], source_sizes[:, 1], resized_sizes[:, 0], crop)
+    support = FILTER_SUPPORT.get(interpolation, max(FILTER_SUPPORT.values()))
+    left, right = _back(
+        boxes[:, 0], boxes[:, 2], source_sizes[:, 0], resized_sizes[:, 1], crop, support=support
+    )
+    top, bottom = _back(
+        boxes[:, 1], boxes[:, 3], source_sizes[:, 1], resized_sizes[:, 0], crop, support=support
+    )
     result = np.stack([left, top, right, bottom], axis=-1)
     result[(right <= left) | (bottom <= top)] = 0  # the field lies in the crop's padding
     return result
 
 
 def _back(
-    low: np.ndarray, high: np.ndarray, source: np.ndarray, resized: np.ndarray, crop: int
+    low: np.ndarray,
+    high: np.ndarray,
+    source: np.ndarray,
+    resized: np.ndarray,
+    crop: int,
+    *,
+    support: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One axis of ``source_boxes``: model-input edges → source edges (equal: no pixel)."""
+    """One axis of ``source_boxes``: the model input's pixel edges ``[low, high)`` → the
+    source's (equal edges: no pixel). The edges move by the crop's offset into the resized
+    image, then out to the first and last source pixel that the resize filter reaches from
+    the centres of the resized pixels ``low`` and ``high - 1``."""
     source, resized = np.asarray(source, np.int64), np.asarray(resized, np.int64)
     # torchvision's centre crop: round((resized - crop) / 2) (half to even, as NumPy rounds),
     # or, when the image is smaller, padding of (crop - resized) // 2 before it.
@@ -229,7 +263,7 @@ def _back(
     low = np.maximum(0, low + offset)
     high = np.minimum(resized, high + offset)
     scale = source / resized
-    reach = np.maximum(1.0, scale)
+    reach = support * np.maximum(1.0, scale)
     first = np.maximum(0, np.floor((low + 0.5) * scale - reach))
     last = np.minimum(source, np.ceil((high - 0.5) * scale + reach))
     empty = high <= low

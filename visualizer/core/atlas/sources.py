@@ -37,7 +37,10 @@ def image_paths(sources: Sequence[str | os.PathLike[str]]) -> list[str]:
                 raise SourceError(f"{source}: no images in this folder")
             found.extend(images)
         elif path.suffix.lower() in LIST_SUFFIXES:
-            found.extend(_listed(path))
+            listed = _listed(path)
+            if not listed:
+                raise SourceError(f"{source}: lists no images")
+            found.extend(listed)
         elif path.exists():
             found.append(str(path))
         else:

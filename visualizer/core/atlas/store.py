@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +94,9 @@ def load_partial(folder: Path, fingerprint: Mapping[str, object]) -> Partial | N
     if not path.exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        # Arrays only (no pickle): nothing in the file can run. The file is opened here so
+        # that it is closed when it is no zip archive too (np.load would leave it open).
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as stored:
             header = json.loads(bytes(stored["\x1fheader"]).decode())
             summaries = {
                 layer: ChannelTopK.from_arrays(
@@ -104,21 +108,27 @@ def load_partial(folder: Path, fingerprint: Mapping[str, object]) -> Partial | N
                 )
                 for layer in header["layers"]
             }
-    except (OSError, ValueError, KeyError) as failure:
-        raise IndexFileError(f"{path}: cannot resume from it ({failure})") from None
-    differing = [
-        key for key in fingerprint if header["fingerprint"].get(key) != _plain(fingerprint[key])
-    ]
+        differing = [
+            key for key in fingerprint if header["fingerprint"].get(key) != _plain(fingerprint[key])
+        ]
+        batches_done = frozenset(int(number) for number in header["batches_done"])
+        refused = [(int(number), str(reason)) for number, reason in header["refused"]]
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        zipfile.BadZipFile,
+    ) as failure:
+        reason = " ".join(str(failure).split())[:200] or type(failure).__name__
+        raise IndexFileError(f"{path}: damaged, cannot resume from it ({reason})") from None
     if differing:
         raise IndexFileError(
             f"{path}: the interrupted run used other {', '.join(differing)}; "
             "run without --resume to start again"
         )
-    return Partial(
-        summaries=summaries,
-        batches_done=frozenset(header["batches_done"]),
-        refused=[(int(number), str(reason)) for number, reason in header["refused"]],
-    )
+    return Partial(summaries=summaries, batches_done=batches_done, refused=refused)
 
 
 def write_index(
@@ -129,6 +139,7 @@ def write_index(
     fields: Mapping[str, ReceptiveField],
     resized_size: Callable[[int, int], tuple[int, int]],
     crop: int,
+    interpolation: str,
     metadata: Mapping[str, object],
 ) -> None:
     """Write the two tables and the metadata (together, atomically), then drop the partial
@@ -140,6 +151,7 @@ def write_index(
         fields: each layer's receptive field in the model input.
         resized_size: ``(width, height)`` → ``(height, width)`` after the resize.
         crop: the model input's side, in pixels.
+        interpolation: the resize's filter, whose reach widens the boxes.
     """
     text = json.dumps(metadata, indent=1)
     schema_metadata = {b"fmviz": text.encode()}
@@ -151,6 +163,7 @@ def write_index(
             field=fields[layer],
             resized_size=resized_size,
             crop=crop,
+            interpolation=interpolation,
         )
         for layer, summary in summaries.items()
     ]
@@ -191,6 +204,7 @@ def _top_rows(
     field: ReceptiveField,
     resized_size: Callable[[int, int], tuple[int, int]],
     crop: int,
+    interpolation: str,
 ) -> dict[str, np.ndarray]:
     """One layer's rows of the top-K table, column by column (empty slots left out)."""
     filled = summary["images"] != EMPTY
@@ -200,7 +214,7 @@ def _top_rows(
     distinct, inverse = np.unique(sizes, axis=0, return_inverse=True)
     resized = np.array([resized_size(int(w), int(h)) for w, h in distinct], np.int64)
     resized = resized.reshape(-1, 2)[inverse.reshape(-1)]
-    boxes = source_boxes(field.boxes(ys, xs, crop, crop), sizes, resized, crop)
+    boxes = source_boxes(field.boxes(ys, xs, crop, crop), sizes, resized, crop, interpolation)
     numbers = summary["images"][filled]
     return {
         "stage": np.full(len(numbers), layer, dtype=object),
@@ -221,7 +235,7 @@ def _statistics_rows(
     columns: dict[str, list], layer: str, summary: Mapping[str, np.ndarray]
 ) -> None:
     images = int(summary["count"])
-    count = max(images, 1)
+    count = images or math.nan  # no image: the statistics are not numbers
     channels = len(summary["score_sum"])
     mean = summary["score_sum"] / count
     variance = np.maximum(summary["score_squares"] / count - mean**2, 0.0)

@@ -158,6 +158,8 @@ def summarize(
     device = activations.device
     flat = activations.detach().flatten(2).float()
     scores, positions = flat.max(dim=2)  # (N, C): the first maximum in row-major order
+    # A NaN (a broken network) sorts as nothing: last, whatever the batch.
+    scores = torch.where(scores.isnan(), -torch.inf, scores)
     numbers = images.to(device, torch.int64).expand(channels, n)
     size = sizes.to(device, torch.int32)
     slots = {
