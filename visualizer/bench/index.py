@@ -707,7 +707,7 @@ def per_image_costs(
     batch = collate(items[:batch_size])
     size = len(batch.numbers)
     reducer = LayerReducer(analyzer, list(STAGE_NAMES), TOP)
-    x = batch.pixels.to(analyzer.device)
+    x = analyzer.preprocessing.normalized(batch.pixels.to(analyzer.device))
     warmup, timed = (1, 1) if analyzer.device.type == "cpu" else (3, 10)
     sync = _synchroniser(analyzer.device)
 

@@ -83,10 +83,26 @@ def receptive_fields(
     """The receptive field of each module named in ``names`` (qualified module names, e.g.
     ``"layer3"`` or ``"features.15"``) of ``model``, for an input of ``height`` × ``width``.
 
+    The fields depend on the architecture alone (its class, classes and input channels), so
+    they are worked out once per architecture, names and size.
+
     Raises:
         ValueError: a name that is no module of ``model``, or one whose output was not made
             from the input by the layers followed (e.g. the classifier's flat output).
     """
+    key = (type(model), model.num_classes, model.in_channels, tuple(names), height, width)
+    if key not in _WORKED_OUT:
+        _WORKED_OUT[key] = _worked_out(model, names, height, width)
+    return dict(_WORKED_OUT[key])
+
+
+# Fields by (architecture class, classes, input channels, names, height, width).
+_WORKED_OUT: dict[tuple, dict[str, ReceptiveField]] = {}
+
+
+def _worked_out(
+    model: nn.Module, names: Sequence[str], height: int, width: int
+) -> dict[str, ReceptiveField]:
     copy = meta_copy(model)
     modules = dict(copy.named_modules())
     unknown = [name for name in names if name not in modules]
