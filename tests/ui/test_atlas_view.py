@@ -274,3 +274,23 @@ def test_another_architecture_closes_the_index(window, qtbot, index: Path):
     assert window.controls.order.findData("dataset-mean") == -1
     assert window.channel.atlas.isHidden()
     qtbot.waitUntil(window.idle, timeout=WAIT_MS)
+
+
+@pytest.mark.parametrize(
+    ("layers", "span"),
+    [
+        (["C1", "C2", "C3", "C4", "C5"], "C1–C5"),
+        (["C2", "C3", "C4"], "C2–C4"),
+        (["C1", "C3", "C5"], "C1, C3, C5"),
+        (["C4", "layer3.4.conv2", "C5"], "C4, layer3.4.conv2, C5"),
+    ],
+)
+def test_the_status_line_names_the_layers_indexed(layers: list[str], span: str) -> None:
+    from types import SimpleNamespace
+
+    from visualizer.ui.atlas_jobs import describe_atlas
+
+    atlas = SimpleNamespace(
+        folder=Path("photos-index"), layers=layers, metadata={"images": {"counted": 12}, "top": 9}
+    )
+    assert describe_atlas(atlas) == f"photos-index: 12 images, {span}, top 9"

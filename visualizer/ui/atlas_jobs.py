@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from visualizer.choices import STAGES
+
 if TYPE_CHECKING:
     from visualizer.core.atlas import Atlas
 
@@ -129,5 +131,11 @@ def describe_atlas(atlas: Atlas) -> str:
     images = atlas.metadata.get("images", {})
     count = images.get("counted", "?") if isinstance(images, dict) else "?"
     layers = atlas.layers
-    span = f"{layers[0]}–{layers[-1]}" if len(layers) > 2 else ", ".join(layers)
+    stages = list(STAGES)
+    consecutive = (
+        len(layers) > 2
+        and all(layer in stages for layer in layers)
+        and layers == stages[stages.index(layers[0]) : stages.index(layers[0]) + len(layers)]
+    )
+    span = f"{layers[0]}–{layers[-1]}" if consecutive else ", ".join(layers)
     return f"{atlas.folder.name}: {count} images, {span}, top {atlas.metadata.get('top', '?')}"
