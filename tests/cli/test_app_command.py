@@ -47,6 +47,7 @@ def test_no_command_opens_the_window_with_the_last_used_network(opened) -> None:
                 "device": None,
                 "screenshot": None,
                 "compare": None,  # as the window was last closed
+                "index": None,
                 **NO_NETWORK_OF_ONES_OWN,
             },
         )
@@ -66,6 +67,7 @@ def test_images_and_options_reach_the_window(opened, tmp_path: Path) -> None:
                 "device": "cpu",
                 "screenshot": str(shot),
                 "compare": None,
+                "index": None,
                 **NO_NETWORK_OF_ONES_OWN,
             },
         )
@@ -83,6 +85,7 @@ def test_compare_opens_compare_mode(opened) -> None:
                 "device": None,
                 "screenshot": None,
                 "compare": True,
+                "index": None,
                 **NO_NETWORK_OF_ONES_OWN,
             },
         )
@@ -212,3 +215,10 @@ def test_a_screenshot_with_no_display_is_taken_offscreen(opened, tmp_path: Path)
     assert main(["a.jpg", "--screenshot", str(tmp_path / "out.png")]) == 0
     assert len(opened) == 1
     assert os.environ["QT_QPA_PLATFORM"] == "offscreen"
+
+
+def test_an_index_reaches_the_window(opened, tmp_path: Path) -> None:
+    assert main(["photo.jpg", "--index", str(tmp_path)]) == 0
+    [(paths, options)] = opened
+    assert paths == ["photo.jpg"]
+    assert options["index"] == str(tmp_path)
