@@ -39,9 +39,10 @@ def image_files(paths: list[str]) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(files)), problems
 
 
-def _images_in(
-    folder: Path, extensions: set[str], limit: int | None = MAX_FOLDER_FILES
-) -> list[str]:
+def _images_in(folder: Path, extensions: set[str], *, everything: bool = False) -> list[str]:
+    """The image files under ``folder``, sorted; at most ``MAX_FOLDER_FILES`` (read when
+    called) unless ``everything``."""
+    limit = None if everything else MAX_FOLDER_FILES
     found = []
     for root, folders, names in os.walk(folder):
         folders[:] = sorted(name for name in folders if not name.startswith("."))
@@ -56,4 +57,4 @@ def _images_in(
 def all_images_in(folder: str | os.PathLike[str]) -> list[str]:
     """Every image file in ``folder`` and its subfolders, sorted, hidden ones left out (no
     limit: for indexing a dataset)."""
-    return _images_in(Path(folder), image_extensions(), limit=None)
+    return _images_in(Path(folder), image_extensions(), everything=True)

@@ -170,8 +170,8 @@ class BenchReport:
                 method: {
                     "ratio": ratio,  # unrounded, as the other targets' (text rounds once)
                     "ok": ratio <= TARGETS["P10"],
-                    "fmviz_ms": round(self.medians_ms[f"attribute {method}"], 3),
-                    "captum_ms": round(self.medians_ms[f"Captum {method}"], 3),
+                    "fmviz_ms": self.medians_ms[f"attribute {method}"],
+                    "captum_ms": self.medians_ms[f"Captum {method}"],
                     "parameters": {
                         name: list(value) if isinstance(value, tuple) else value
                         for name, value in self.method_parameters[method].items()

@@ -23,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="fmviz",
-        usage="fmviz [IMAGE ...] [--compare] [options]\n       fmviz {info,export,bench} ...",
+        usage="fmviz [IMAGE ...] [--compare] [options]\n       fmviz {info,export,bench,index} ...",
         description=(
             "Look inside VGG16 and ResNet101, stage by stage: opens the window with the images "
             "given (else the bundled samples)."
@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
             "commands (fmviz COMMAND -h for their options):\n"
             "  info     the networks' C1–C5 stages and parameters, and their weights\n"
             "  export   write stage grids, Grad-CAM overlays and timings of images to a folder\n"
-            "  bench    time every layer, and fmviz against torchvision and Captum"
+            "  bench    time every layer, and fmviz against torchvision and Captum\n"
+            "  index    find the dataset images that excite each channel most (an atlas)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

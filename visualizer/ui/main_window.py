@@ -587,11 +587,17 @@ class MainWindow(QMainWindow):
 
     def _show_exports(self) -> None:
         """The exports of what is on screen: the comparison's in compare mode, else the
-        network's, and the methods' figure while the methods are shown."""
+        network's, the methods' figure while the methods are shown, and a channel's atlas
+        while a dataset index is open."""
         on = self.compare
         methods = not on and self.views.currentWidget() is self.methods
         for what, action in self.export_actions.items():
-            shown = methods if what == "methods" else what.startswith("comparison") == on
+            if what == "methods":
+                shown = methods
+            elif what == "atlas":
+                shown = not on and self.state.atlas is not None
+            else:
+                shown = what.startswith("comparison") == on
             action.setVisible(shown)
 
     def show_stage(self, stage: str) -> None:
@@ -731,6 +737,7 @@ class MainWindow(QMainWindow):
 
     def _atlas_changed(self, atlas: object) -> None:
         self.close_index_action.setEnabled(atlas is not None)
+        self._show_exports()
         self.close_index_action.setText(
             f"&Close index {atlas.folder.name}" if atlas is not None else "&Close index"
         )
