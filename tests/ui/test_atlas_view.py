@@ -260,7 +260,10 @@ def test_exporting_an_atlas_without_an_index_or_a_channel_says_why(window, qtbot
 
 
 def test_another_architecture_closes_the_index(window, qtbot, index: Path):
+    export = window.export_actions["atlas"]
+    assert not export.isVisible()  # offered only with an index open
     opened(window, qtbot, index)
+    assert export.isVisible()
     window.set_options(order="dataset-mean")
     assert window.options.order == "dataset-mean"
     with qtbot.waitSignal(window.error_shown, timeout=WAIT_MS) as shown:
@@ -270,6 +273,7 @@ def test_another_architecture_closes_the_index(window, qtbot, index: Path):
         "VGG16 with random weights is in use now."
     )
     assert window.state.atlas is None
+    assert not export.isVisible()
     assert window.options.order == "index"
     assert window.controls.order.findData("dataset-mean") == -1
     assert window.channel.atlas.isHidden()

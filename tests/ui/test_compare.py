@@ -600,10 +600,11 @@ def test_comparison_exports_are_what_the_core_writes(
     assert not list(answering.folder.rglob("*.part"))
 
     # Alone again, the single view's exports are offered (the methods' figure with the
-    # methods' tab), and Ctrl+E is the grid's.
+    # methods' tab, a channel's atlas with a dataset index open), and Ctrl+E is the grid's.
     shown_after(window, window.compare_action.trigger)
     for what, action in window.export_actions.items():
-        assert action.isVisible() == (not what.startswith(("comparison", "methods"))), what
+        offered = not what.startswith(("comparison", "methods", "atlas"))
+        assert action.isVisible() == offered, what
     asked = answering(window, None)
     activate(window, qtbot)
     qtbot.keyClick(window, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
