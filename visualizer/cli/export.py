@@ -17,6 +17,7 @@ from visualizer.cli.options import (
     add_compare_options,
     add_method_options,
     add_model_options,
+    build_analyzer,
     class_index,
     compare_spec,
     engine_errors,
@@ -170,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         error(f"{shown(out.path, PATH_SHOWN)}: {problem}")
         return 1
     try:
-        analyzers = [_analyzer(spec, args.device) for spec in lineup.specs]
+        analyzers = [build_analyzer(spec, args.device) for spec in lineup.specs]
     except engine_errors() as failure:
         error(str(failure))
         return 1
@@ -263,19 +264,6 @@ def _lineup(args: argparse.Namespace) -> _Lineup:
         return _Lineup((main,), 0, (main.model,), (main.label,))
     sides, lead = compare_pair(main, other)
     return _Lineup(tuple(sides), lead, tuple(network_names(sides)), network_labels(sides))
-
-
-def _analyzer(spec: NetworkSpec, device: str) -> Analyzer:
-    """The engine's analyzer of ``spec`` on ``device``; only the options given are passed.
-
-    Raises:
-        Any of ``options.engine_errors()``: the weights, device, labels or preprocessing
-            cannot be used.
-    """
-    from visualizer import core  # noqa: PLC0415 - looked up here: tests replace it
-
-    options = {key: value for key, value in spec.analyzer_options().items() if value is not None}
-    return core.Analyzer(spec.model, spec.weights, device, **options)
 
 
 def _export_all(

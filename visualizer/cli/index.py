@@ -10,6 +10,7 @@ from pathlib import Path
 from visualizer.choices import STAGES
 from visualizer.cli.options import (
     add_model_options,
+    build_analyzer,
     engine_errors,
     error,
     layer_names,
@@ -103,18 +104,13 @@ def run(args: argparse.Namespace) -> int:
     if args.address and args.backend != "ray":
         error("--address needs --backend ray")
         return 2
-    from visualizer.core import Analyzer  # noqa: PLC0415 - imports torch
-    from visualizer.core.atlas import build_index  # noqa: PLC0415
+    from visualizer.core.atlas import build_index  # noqa: PLC0415 - imports torch
 
-    spec = network_spec(args)
     try:
-        options = {k: v for k, v in spec.analyzer_options().items() if v is not None}
         # With Ray the network runs on the cluster's workers: here it only gives the shapes,
         # receptive fields and weights' hash, on the CPU (not on a GPU that a worker needs).
         device = "cpu" if args.backend == "ray" else args.device
-        analyzer = Analyzer(
-            spec.model, spec.weights, device, timings=False, warm_up=False, **options
-        )
+        analyzer = build_analyzer(network_spec(args), device, timings=False, warm_up=False)
     except engine_errors() as failure:
         error(str(failure))
         return 1

@@ -16,10 +16,13 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from visualizer.choices import DEVICES, METHOD_PARAMETERS, METHODS, MODELS, STAGES
 from visualizer.networks import NetworkSpec, parse_size, parse_values
+
+if TYPE_CHECKING:
+    from visualizer.core import Analyzer
 
 T = TypeVar("T")
 DEFAULT_MODEL = "resnet101"
@@ -243,6 +246,20 @@ def compare_spec(args: argparse.Namespace, main: NetworkSpec) -> NetworkSpec | N
         weights,
         **{name: getattr(args, f"compare_{name}", None) for name in NETWORK_OPTIONS},
     )
+
+
+def build_analyzer(spec: NetworkSpec, device: str, **settings: object) -> Analyzer:
+    """The engine's analyzer of ``spec`` on ``device`` (imports torch); only the network
+    options given are passed, and ``settings`` (``timings``, ``warm_up`` …) as they are.
+
+    Raises:
+        Any of ``engine_errors()``: the weights, device, labels or preprocessing cannot be
+            used.
+    """
+    from visualizer import core  # noqa: PLC0415 - looked up here: tests replace it
+
+    options = {key: value for key, value in spec.analyzer_options().items() if value is not None}
+    return core.Analyzer(spec.model, spec.weights, device, **options, **settings)
 
 
 def engine_errors() -> tuple[type[Exception], ...]:
