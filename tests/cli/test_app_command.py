@@ -48,6 +48,8 @@ def test_no_command_opens_the_window_with_the_last_used_network(opened) -> None:
                 "screenshot": None,
                 "compare": None,  # as the window was last closed
                 "index": None,
+                "live": None,
+                "record": None,
                 **NO_NETWORK_OF_ONES_OWN,
             },
         )
@@ -68,6 +70,8 @@ def test_images_and_options_reach_the_window(opened, tmp_path: Path) -> None:
                 "screenshot": str(shot),
                 "compare": None,
                 "index": None,
+                "live": None,
+                "record": None,
                 **NO_NETWORK_OF_ONES_OWN,
             },
         )
@@ -86,6 +90,8 @@ def test_compare_opens_compare_mode(opened) -> None:
                 "screenshot": None,
                 "compare": True,
                 "index": None,
+                "live": None,
+                "record": None,
                 **NO_NETWORK_OF_ONES_OWN,
             },
         )
@@ -222,3 +228,55 @@ def test_an_index_reaches_the_window(opened, tmp_path: Path) -> None:
     [(paths, options)] = opened
     assert paths == ["photo.jpg"]
     assert options["index"] == str(tmp_path)
+
+
+def test_a_live_video_and_its_recording_reach_the_window(opened, tmp_path: Path) -> None:
+    from tests.videos import write_shapes_video
+
+    video = write_shapes_video(tmp_path / "clip.mp4", frames=3)
+    record = tmp_path / "out.mkv"
+    assert main(["--live", str(video), "--record", str(record), "--weights", "random"]) == 0
+    [(paths, options)] = opened
+    assert paths == []
+    assert (options["live"], options["record"]) == (str(video), str(record))
+
+
+@pytest.mark.parametrize(
+    ("words", "status", "message"),
+    [
+        (["--live", "missing/clip.mp4"], 1, "error: missing/clip.mp4: no such file\n"),
+        (["--record", "x.mp4"], 2, "error: --record: records the live view, so needs --live\n"),
+        (["--live", "--compare"], 2, None),
+        (["--live", "CLIP", "--record", "x.png"], 2, None),
+    ],
+)
+def test_live_usage_and_missing_sources_are_one_line(
+    opened, capsys, monkeypatch: pytest.MonkeyPatch, words, status, message
+) -> None:
+    monkeypatch.setattr("visualizer.core.live.sources.list_cameras", list)
+    assert main(words) == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    if message:
+        assert err == message
+    assert opened == []
+
+
+def test_live_without_a_camera_says_so_in_one_line(
+    opened, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("visualizer.core.live.sources.list_cameras", list)
+    assert main(["--live"]) == 1
+    assert capsys.readouterr().err == (
+        "error: no camera found on this machine (fmviz --live FILE plays a video file instead)\n"
+    )
+    assert opened == []
+
+
+def test_live_refuses_a_file_that_is_not_a_video(opened, capsys, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video\n" * 20)
+    assert main(["--live", str(fake)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {fake}: cannot be opened (") and err.count("\n") == 1
+    assert opened == []

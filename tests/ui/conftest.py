@@ -358,6 +358,12 @@ def window_commands(
         broken.write_bytes(b"\xff\xd8\xff\xe0 a JPEG header, and nothing after it")
         commands["sample"] = _start_command(folder, "sample", str(SAMPLES / "chelsea.jpg"))
         commands["broken"] = _start_command(folder, "broken", str(broken))
+        from tests.videos import write_shapes_video
+
+        video = write_shapes_video(folder / "shapes.mp4", frames=60, size=(320, 240))
+        commands["live"] = _start_command(
+            folder, "live", "--live", (str(video), "--weights", "random", "--device", "cpu")
+        )
         if not _cuda_available():  # else its test is skipped
             # A device saved by a session on another machine (CUDA, missing here); the
             # command line names no device.

@@ -53,3 +53,16 @@ def test_a_screenshot_ignores_a_device_saved_by_another_session(window_commands)
     assert error_lines(stderr) == []
     assert status == 0, stderr
     assert command.screenshot.stat().st_size > 50_000
+
+
+def test_a_screenshot_of_the_first_live_frame(window_commands) -> None:
+    command = window_commands["live"]
+    status, stderr = command.finish(deadline_s=180)
+    assert status == 0, stderr
+    assert f"saved {command.screenshot}" in stderr
+    assert error_lines(stderr) == []
+    with Image.open(command.screenshot) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    # The live bar's green line is there, and a view: many colours.
+    assert (np.abs(pixels.astype(int) - (0xE3, 0xF1, 0xE6)).sum(axis=2) == 0).sum() > 5_000
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from visualizer.choices import DEVICES, MODELS
 from visualizer.cli.options import (
@@ -23,7 +24,9 @@ def parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="fmviz",
-        usage="fmviz [IMAGE ...] [--compare] [options]\n       fmviz {info,export,bench,index} ...",
+        usage="fmviz [IMAGE ...] [--compare] [options]\n"
+        "       fmviz --live [CAMERA|FILE] [--record VIDEO] [options]\n"
+        "       fmviz {info,export,bench,index} ...",
         description=(
             "Look inside VGG16 and ResNet101, stage by stage: opens the window with the images "
             "given (else the bundled samples)."
@@ -65,6 +68,20 @@ def parser() -> argparse.ArgumentParser:
         "grid's first channel and its top dataset images",
     )
     parser.add_argument(
+        "--live",
+        nargs="?",
+        const="",
+        metavar="CAMERA|FILE",
+        help="analyse a camera or a video file as it plays: a video file, a camera's number "
+        "(0: the first) or part of its name; alone, the first camera",
+    )
+    parser.add_argument(
+        "--record",
+        metavar="VIDEO",
+        help="with --live: write the live view (input, map, grid) to VIDEO (.mp4, .mkv, .mov, "
+        ".avi or .webm) and each analysed frame's top-5 to a CSV file beside it",
+    )
+    parser.add_argument(
         "--screenshot",
         type=screenshot_path,
         metavar="PATH",
@@ -93,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
         compare = True
 
+    live = _live_source(args)
+    if isinstance(live, int):
+        return live
+
     # Before Qt loads: where its platform plugin cannot start, Qt aborts the process.
     problem = prepare(screenshot=bool(args.screenshot))
     if problem:
@@ -114,4 +135,40 @@ def run(args: argparse.Namespace) -> int:
         crop=args.crop,
         other=other,
         index=args.index,
+        live=live,
+        record=args.record,
     )
+
+
+def _live_source(args: argparse.Namespace) -> str | int | None:
+    """``--live``'s source checked before the window opens: the file or camera named, ``""``
+    for the first camera, None without ``--live``; or an exit status (2: bad usage, 1: no
+    such file or camera), the reason said in one line."""
+    if args.live is None:
+        if args.record:
+            error("--record: records the live view, so needs --live")
+            return 2
+        return None
+    if args.compare:
+        error("--live: shows one network; compare two on images, or snapshots of the frames")
+        return 2
+    if args.record:
+        from visualizer.core.live.recorder import CODECS  # noqa: PLC0415 (no PyAV import)
+
+        if Path(args.record).suffix.lower() not in CODECS:
+            error(f"--record {args.record}: a video file ending {', '.join(CODECS)}")
+            return 2
+    from visualizer.core.live.sources import (  # noqa: PLC0415
+        LiveSourceError,
+        VideoSource,
+        find_source,
+    )
+
+    try:  # said here, not in a window that would show nothing
+        found = find_source(args.live or None)
+        if isinstance(found, str):  # a file: is it a video? (a camera opens once, later)
+            VideoSource(found).close()
+    except LiveSourceError as failure:
+        error(str(failure))
+        return 1
+    return args.live

@@ -57,6 +57,8 @@ def create_window(
     other: NetworkSpec | None = None,
     remembered: bool = True,
     index: str | None = None,
+    live: str | None = None,
+    record: str | None = None,
 ) -> MainWindow:
     """The main window, shown, with the network loading and ``paths`` (or the samples) read.
 
@@ -69,6 +71,8 @@ def create_window(
     ``weights``: None: the network last used, when neither ``model`` nor any of its options is
     given and ``remembered`` (a weights file that has gone since: ImageNet); else ImageNet.
     ``index``: a dataset index folder (``fmviz index``) to open once the network is known.
+    ``live``: a video file or camera to play live (``""``: the first camera; the samples are
+    then not read), recorded to ``record`` if given.
 
     Raises:
         ValueError: ``mean``, ``std``, ``resize`` or ``crop`` given as text that does not parse.
@@ -98,8 +102,10 @@ def create_window(
     compared = ModelSpec.of(other, spec.device) if other is not None else None
     window = MainWindow(spec, settings, compare=compare, other=compared, remembered=remembered)
     window.show()
-    chosen = list(paths) or sample_images()
+    chosen = list(paths) or ([] if live is not None else sample_images())
     QTimer.singleShot(0, lambda: window.start(chosen))
+    if live is not None:
+        QTimer.singleShot(0, lambda: window.live.open(live or None, record=record))
     if index:
         QTimer.singleShot(0, lambda: window.open_index(index))
     return window
@@ -126,6 +132,8 @@ def run(
     crop: Size = None,
     other: NetworkSpec | None = None,
     index: str | None = None,
+    live: str | None = None,
+    record: str | None = None,
 ) -> int:
     """Open the window and run until it closes; returns the exit status.
 
@@ -133,6 +141,8 @@ def run(
     ``create_window``); ``other``: the network compared with it (compare mode, unless
     ``compare`` is False). ``index``: a dataset index to open; with ``screenshot``, the
     screenshot waits for the Channel tab to show the grid's first channel's dataset images.
+    ``live``, ``record``: a camera or video to play live, and where to record it (see
+    ``create_window``); with ``screenshot``, the screenshot is of the first frame's view.
 
     Qt aborts the process where its platform plugin cannot start: the caller checks first,
     before Qt loads (``platform_check.prepare``, as ``fmviz`` does).
@@ -161,12 +171,16 @@ def run(
         other=other,
         remembered=not screenshot,
         index=index,
+        live=live,
+        record=record,
     )
     previous_hook = sys.excepthook
     sys.excepthook = _reporting_to(window)
     # Kept in a name: Qt would drop the connections of a collected object.
     screenshooter = (
-        ScreenshotOnFirstView(window, screenshot, atlas=bool(index)) if screenshot else None
+        ScreenshotOnFirstView(window, screenshot, atlas=bool(index), live=live is not None)
+        if screenshot
+        else None
     )
     if os.environ.get("FMVIZ_STARTUP_REPORT"):  # fmviz bench --startup
         from visualizer.ui.startup_report import StartupReport  # noqa: PLC0415
@@ -190,8 +204,10 @@ class ScreenshotOnFirstView:
     and the screenshot of the first is still saved.
     """
 
-    def __init__(self, window: MainWindow, path: str, *, atlas: bool = False) -> None:
-        self.window, self.path = window, path
+    def __init__(
+        self, window: MainWindow, path: str, *, atlas: bool = False, live: bool = False
+    ) -> None:
+        self.window, self.path, self.live = window, path, live
         self.asked = window.spec  # the network as the command line asked for it
         self.shown = False  # the first complete view is on screen: saved soon
         self.finished = False  # the exit status is decided
@@ -204,6 +220,8 @@ class ScreenshotOnFirstView:
             window.view_shown.connect(self._shown)
         window.error_shown.connect(self._error_shown)
         window.worker.replied.connect(self._replied)  # after the window's own handler
+        window.live.failed.connect(lambda _reason: self._fail())
+        window.live.ended.connect(self._live_ended)
 
     def _choose_channel(self, *_changed: object) -> None:
         """With an index open and a view shown: the grid's first channel in the Channel tab."""
@@ -235,6 +253,10 @@ class ScreenshotOnFirstView:
         self.finished = True
         QApplication.exit(1 if self.errors else 0)  # as export: 1 when any input failed
 
+    def _live_ended(self) -> None:
+        if not (self.shown or self.finished):  # a video whose frames could not be shown
+            self._fail(f"{self.window.live.name}: no frame could be analysed")
+
     def _error_shown(self, text: str) -> None:
         if not self.finished:
             self.errors += 1
@@ -255,9 +277,9 @@ class ScreenshotOnFirstView:
             self._fail()
         elif not self.window.worker.is_current(reply):
             return  # overtaken: its failure does not decide what the screenshot shows
-        elif failed:
+        elif failed or (self.live and reply.kind == "live" and reply.error is not None):
             self._fail()  # the network or the analysis failed: there will be no view
-        elif not self.window.pictures and self.window.idle():
+        elif not self.live and not self.window.pictures and self.window.idle():
             self._fail(None if self.errors else "no image to show")
 
     def _fail(self, text: str | None = None) -> None:

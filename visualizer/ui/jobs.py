@@ -107,6 +107,7 @@ class Picture:
     image: Image.Image | None  # RGB, for an image given in memory; None: read ``source`` again
     thumbnail: np.ndarray  # (h, w, 3) uint8, at most THUMBNAIL_SIZE a side
     notes: tuple[str, ...] = ()  # "<file>: <what>": metadata skipped or malformed when read
+    live: bool = False  # a live frame: analysed quietly, and forgotten with the next one
 
     @property
     def label(self) -> str:
@@ -275,6 +276,7 @@ class Session:
         self._attributions: OrderedDict[Hashable, Attribution] = OrderedDict()
         self._faithfulness: OrderedDict[Hashable, Faithfulness] = OrderedDict()
         self._layer_outputs: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
+        self._live_key: int | None = None  # the live frame whose analyses are kept
         self._local = threading.local()  # the running job's control, per thread
 
     @contextlib.contextmanager
@@ -699,7 +701,11 @@ class Session:
         if key in self._results:
             self._results.move_to_end(key)
             return self._results[key]
-        self._progress(f"Analysing {picture.label} with {spec.label}…", None)
+        if picture.live:  # frames come many a second: only the newest one's work is kept
+            self._forget_picture(self._live_key)
+            self._live_key = picture.key
+        else:
+            self._progress(f"Analysing {picture.label} with {spec.label}…", None)
         analyzer, _ = self._analyzer(spec)
         if picture.image is None:
             result = analyzer.analyze(picture.source)
@@ -707,6 +713,14 @@ class Session:
             result = analyzer.analyze(picture.image, source=picture.source)
         _remember(self._results, key, result, RESULTS_KEPT)
         return result
+
+    def _forget_picture(self, key: int | None) -> None:
+        """Drop every analysis, map and curve kept for the picture ``key``."""
+        caches = (self._results, self._cams, self._attributions, self._faithfulness,
+                  self._layer_outputs)  # fmt: skip
+        for cache in caches:
+            for kept in [kept for kept in cache if kept[0] == key]:
+                del cache[kept]
 
     def _cam(
         self, spec: ModelSpec, picture: Picture, result: AnalysisResult, stage: str, target: int

@@ -23,8 +23,10 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QSplitter,
@@ -63,6 +65,9 @@ from visualizer.ui.jobs import (
     untrained_banner,
 )
 from visualizer.ui.layer_tree import LayerTree
+from visualizer.ui.live import LIVE_KINDS, LiveController
+from visualizer.ui.live_bar import LiveBar
+from visualizer.ui.live_jobs import VIDEO_SUFFIXES, LiveFrame, is_video
 from visualizer.ui.message_bar import MessageBar
 from visualizer.ui.method_jobs import (
     DEFAULT_METHODS,
@@ -111,6 +116,8 @@ RELAYOUT_GAIN = 1.15  # a resized pane lays its tiles out again when they gain t
 STYLE = """
 #banner { background: #fff3cd; color: #533f03; border-bottom: 1px solid #e0c36a; }
 #errors { background: #f8d7da; color: #58151c; border-bottom: 1px solid #e4a1a8; }
+#live { background: #e3f1e6; color: #14381f; border-bottom: 1px solid #9ccaa8; }
+#liveStats { font-family: monospace; }
 #panelTitle { font-weight: bold; padding: 4px 0; }
 #readout { color: #444; padding: 2px 4px; }
 #note { background: #e7f0fb; color: #15325c; padding: 3px 6px; }
@@ -158,7 +165,7 @@ class MainWindow(QMainWindow):
         self._keys = itertools.count(1)
         self._banner_text = ""
         self.worker = Worker(self)
-        self.worker.replied.connect(self._replied)
+        self.worker.replied.connect(self._received)
         self.worker.progress.connect(self._progress)
         self.worker.stepped.connect(self._stepped)
         # Replies of the kinds that the window only hands on.
@@ -170,6 +177,7 @@ class MainWindow(QMainWindow):
             "patches": self._patches_replied,
         }
         self._build()
+        self.live = LiveController(self)
         self._subscribe()
         self._show_sides()
         self._restore_geometry()
@@ -297,6 +305,8 @@ class MainWindow(QMainWindow):
         layout.setSpacing(0)
         layout.addWidget(self.banner)
         layout.addWidget(self.errors)
+        self.live_bar = LiveBar()
+        layout.addWidget(self.live_bar)
         layout.addWidget(outer, 1)
         self.setCentralWidget(central)
 
@@ -353,6 +363,7 @@ class MainWindow(QMainWindow):
         self.views.currentChanged.connect(lambda index: self.methods_action.setChecked(index == 1))
         self.views.currentChanged.connect(self._show_exports)
         self.layers_action = self._action(view, "&Layers", self.show_layers, "Ctrl+L")
+        self._add_live_action(view)
         self.findChild(QToolBar, "networkToolbar").addAction(self.compare_action)
         bar = self.addToolBar("Export")
         bar.setObjectName("exportToolbar")
@@ -363,6 +374,13 @@ class MainWindow(QMainWindow):
                 bar.addAction(action)
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&About fmviz", self._about)
+
+    def _add_live_action(self, view: QMenu) -> None:
+        view.addSeparator()
+        self.live_action = self._action(view, "L&ive…", self.choose_live, "Ctrl+Shift+L")
+        self.live_action.setToolTip(
+            "A camera or a video file, analysed as it plays (drop a video on the window too)"
+        )
 
     def _action(self, menu, text: str, slot, shortcut=None) -> QAction:
         action = QAction(text, self)
@@ -440,6 +458,12 @@ class MainWindow(QMainWindow):
         Folders are listed off the event loop; the first new image is shown once read.
         """
         paths = list(paths)
+        videos = [path for path in paths if is_video(path) and os.path.isfile(path)]
+        if videos:  # played live; the images beside them are read as usual
+            self.live.open(videos[0])
+            paths = [path for path in paths if path not in videos]
+            if not paths:
+                return
         self._send("scan", lambda _s: image_files(paths), lane="files", latest_wins=False)
 
     def _scanned(self, found: tuple[list[str], list[str]]) -> None:
@@ -484,7 +508,12 @@ class MainWindow(QMainWindow):
 
     def select_picture(self, key: int) -> None:
         """Analyse the picture ``key`` and show it (again, after a failure)."""
-        if key not in self.pictures or (key == self.current and not self.requests.view_failed):
+        leaving_live = self.live.showing
+        if leaving_live:  # the live frames stop; Play in the live bar brings them back
+            self.live.leave()
+        if key not in self.pictures or (
+            key == self.current and not self.requests.view_failed and not leaving_live
+        ):
             return
         follows = self._channel_follows
         self._channel_follows = None
@@ -563,6 +592,8 @@ class MainWindow(QMainWindow):
         if not changed:
             self._show_mode(on)  # the window's first call: the mode is shown as it is
             return
+        if on and self.live.active:  # the live view is of one network
+            self.live.stop()
         self.state.compare = on  # the views follow (_show_mode)
         self.settings.setValue("compare", on)
         # What the other mode asked for and has not started is not needed any more.
@@ -809,10 +840,81 @@ class MainWindow(QMainWindow):
         self._channel_follows = os.path.realpath(source)
         self.add_files([source])
 
+    def choose_live(self) -> None:
+        """View → Live…: a camera (the first by default) or a video file, played live."""
+        from visualizer.core.live import list_cameras  # noqa: PLC0415
+
+        cameras = list_cameras()
+        names = [camera.name for camera in cameras]
+        other = "A video file…"
+        label = (
+            "Analyse as it plays:"
+            if cameras
+            else ("No camera found on this machine. Play a video file instead:")
+        )
+        chosen, ok = QInputDialog.getItem(self, "Live", label, [*names, other], 0, False)
+        if not ok:
+            return
+        if chosen != other:
+            self.live.open(str(names.index(chosen)))
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Play a video live", self._folder(),
+            f"Videos ({VIDEO_FILTER});;All files (*)",
+        )  # fmt: skip
+        if path:
+            self._remember_folder(path)
+            self.live.open(path)
+
+    def live_options(self) -> ViewOptions:
+        """The options a live frame is shown with: the single view's (compare is off)."""
+        return self.options
+
+    def show_live(self, frame: LiveFrame) -> None:
+        """Show a live frame's view (the controller's reply)."""
+        self._show(frame.data, live=True)
+
+    def live_started(self, description: str | None) -> None:
+        """A live source plays (``description``: a new one): its frames take the view."""
+        if self.compare:
+            self.set_compare(False)
+        self._update_title()
+
+    def live_stopped(self) -> None:
+        """The live view closed: the strip's image is shown again."""
+        self._update_title()
+        if self.current is not None:
+            self.data = None
+            self._request_view()
+        else:
+            self.data = None
+            self.grid_title.setText("Drop images here, or File → Open…")
+
+    def add_frame(self, frame: LiveFrame) -> Picture:
+        """Add a live frame to the strip as an image (a snapshot), unselected."""
+        picture = dataclasses.replace(frame.picture, key=next(self._keys), live=False)
+        self.state.add_picture(picture)
+        return picture
+
+    def picture_of(self, data: ViewData) -> Picture:
+        """The picture a view shows: the strip's, or the live frame's."""
+        if data.picture in self.pictures:
+            return self.pictures[data.picture]
+        return self.live.last.picture
+
+    def ask_record_path(self, name: str) -> str:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Record the live view", str(Path(self._folder()) / name),
+            "Video (*.mp4 *.mkv *.mov *.avi *.webm)",
+        )  # fmt: skip
+        if path and not Path(path).suffix:
+            path += ".mp4"
+        return path
+
     def open_images(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(
             self, "Open images", self._folder(), "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif "
-            "*.tiff *.webp *.ppm *.pgm);;All files (*)",
+            f"*.tiff *.webp *.ppm *.pgm);;Videos, played live ({VIDEO_FILTER});;All files (*)",
         )  # fmt: skip
         if paths:
             self._remember_folder(paths[0])
@@ -885,7 +987,7 @@ class MainWindow(QMainWindow):
             return
         self._remember_folder(path if what == "grids" else str(Path(path).parent))
         # What is on screen, with the opacity the slider shows.
-        spec, picture = self.data.model.spec, self.pictures[self.data.picture]
+        spec, picture = self.data.model.spec, self.picture_of(self.data)
         options = dataclasses.replace(self.data.options, opacity=self.options.opacity)
         self._send("export", lambda session: session.export(spec, picture, options, what, path),
                    latest_wins=False, context=what)  # fmt: skip
@@ -941,7 +1043,7 @@ class MainWindow(QMainWindow):
             self.show_error(f"The index {atlas.folder.name} covers {', '.join(atlas.layers)}, "
                             f"not {layer}: choose one of those first.")  # fmt: skip
             return
-        picture = self.pictures[data.picture]
+        picture = self.picture_of(data)
         name = f"{data.model.spec.model}_{layer}_channel{channel}_atlas.png"
         path = self.ask_export_path("atlas", name)
         if not path:
@@ -1024,6 +1126,9 @@ class MainWindow(QMainWindow):
         self._send("model", lambda session: session.model(spec), context=spec)
 
     def _request_view(self) -> None:
+        if self.live.showing:  # the next frame shows the new options (or, paused, this one)
+            self.live.refresh()
+            return
         if self.current is None:
             return
         spec, picture, options = self.spec, self.pictures[self.current], self.options
@@ -1097,6 +1202,12 @@ class MainWindow(QMainWindow):
         if self.requests.waiting <= 0:
             self.requests.waiting = 0
             self._show_busy(False)
+
+    def _received(self, reply: Reply) -> None:
+        if reply.kind in LIVE_KINDS:  # the live view's own: not counted as waited for
+            self.live.replied(reply)
+        else:
+            self._replied(reply)
 
     def _replied(self, reply: Reply) -> None:
         self._answered()
@@ -1186,7 +1297,9 @@ class MainWindow(QMainWindow):
         self.state.add_picture(picture)
         if picture.notes:  # read all the same: worth a word, not a red line
             self.statusBar().showMessage(" · ".join(picture.notes), 10000)
-        if self.requests.select_next[:1] == [picture.key] or self.current is None:
+        if self.live.showing:  # the live frames keep the view; the image waits in the strip
+            self.requests.select_next = []
+        elif self.requests.select_next[:1] == [picture.key] or self.current is None:
             self.requests.select_next = []
             self.select_picture(picture.key)
 
@@ -1254,8 +1367,8 @@ class MainWindow(QMainWindow):
             else:
                 self.banner.clear()
 
-    def _show(self, data: ViewData) -> None:
-        if data.picture != self.current:
+    def _show(self, data: ViewData, *, live: bool = False) -> None:
+        if not live and (data.picture != self.current or self.live.showing):
             return
         self.data = data
         self._model_ready(data.model, data.notice)
@@ -1275,10 +1388,16 @@ class MainWindow(QMainWindow):
         self.cam.show_data(data)
         self.timing.timings.show_data(data)
         self.layer_tree.show_layer(data.options.layer, data.options.stage)
-        self.methods.set_context(self._methods_context(data))
+        if not live:  # the methods explain a snapshot, not frames going by
+            self.methods.set_context(self._methods_context(data))
         if self.channel.channel is not None and self.channel.channel < channels:
             self.channel.show_channel(data, self.channel.channel)
             self._show_patches()
+        if live:  # the live bar says the frame, its rates and its time
+            if self.live.analysed == 1:  # "Loading the network…" is over
+                self.statusBar().clearMessage()
+            self.view_shown.emit()
+            return
         self.statusBar().showMessage(
             f"{self.pictures[data.picture].label}: top-1 {data.topk[0][1]} "
             f"({data.topk[0][2] * 100:.1f} %), {data.total_ms:.0f} ms",  # the device is beside it
@@ -1396,6 +1515,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("state", self.saveState())
         self.settings.sync()
         self.hide()  # gone at once, even while a last job winds down
+        self.live.stop(wait=True)  # the camera released, the recording finished
         self.worker.shutdown()
         super().closeEvent(event)
 
@@ -1444,7 +1564,7 @@ class MainWindow(QMainWindow):
 
     def _export_name(self, what: str) -> str:
         data = self.data  # what is on screen
-        stem = Path(self.pictures[data.picture].name).stem
+        stem = Path(self.picture_of(data).name).stem
         model, stage = data.model.spec.model, data.options.stage
         return {
             "grid": f"{stem}_{model}_{stage}.png",
@@ -1456,7 +1576,9 @@ class MainWindow(QMainWindow):
 
     def _update_title(self, *_changed: object) -> None:
         parts = ["fmviz"]
-        if self.current is not None:
+        if self.live.showing:
+            parts.append(f"{self.live.name} (live)")
+        elif self.current is not None:
             parts.append(self.pictures[self.current].label)
         parts.append(" vs ".join(self.state.side_labels()) if self.compare else self.spec.label)
         self.setWindowTitle(" — ".join(parts))
@@ -1470,6 +1592,9 @@ class MainWindow(QMainWindow):
             f"fmviz {__version__}: what VGG16 and ResNet101 see, stage by stage.\n"
             "Grad-CAM by Captum (LayerGradCam, ReLU).",
         )
+
+
+VIDEO_FILTER = " ".join(f"*{suffix}" for suffix in sorted(VIDEO_SUFFIXES))
 
 
 def _same_classes(one: ModelSpec, other: ModelSpec) -> bool:

@@ -1,0 +1,200 @@
+"""The live view in the window: a generated video played, its newest frame analysed."""
+
+from __future__ import annotations
+
+import csv
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QTimer
+
+from tests.videos import decoded_frames, write_shapes_video
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def video(tmp_path: Path) -> Path:
+    """1.6 s of moving shapes at 25 fps."""
+    return write_shapes_video(tmp_path / "shapes.mp4", frames=40, size=(160, 120))
+
+
+def open_files() -> set[str]:
+    folder = Path("/proc/self/fd")
+    links = set()
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        try:
+            links.add(os.readlink(entry))
+        except OSError:
+            continue
+    return links
+
+
+def play(window, qtbot, video: Path, **options) -> list:
+    """Start ``video`` live; the frames shown, as they come (a list that grows)."""
+    shown: list = []
+    window.live.frame_shown.connect(shown.append)
+    with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
+        window.live.open(str(video), **options)
+    return shown
+
+
+def test_frames_are_analysed_newest_first_in_order_with_drops_counted(
+    open_window, qtbot, video: Path
+) -> None:
+    window = open_window([], wait=False)
+    ticks: list[float] = []
+    heartbeat = QTimer()
+    heartbeat.setInterval(10)
+    heartbeat.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    heartbeat.start()
+    shown = play(window, qtbot, video)
+    with qtbot.waitSignal(window.live.ended, timeout=TIMEOUT_MS):
+        pass
+    heartbeat.stop()
+    indices = [frame.index for frame in shown]
+    stats = window.live.player.stats()
+    assert indices == sorted(set(indices)), "frames shown out of order, or twice"
+    assert indices[-1] == 39  # the last frame waits in the slot, and is analysed
+    assert stats.captured == 40
+    assert stats.taken == len(shown) == window.live.analysed
+    assert stats.captured == stats.taken + stats.dropped
+    assert stats.dropped > 0  # ResNet101 on this CPU is slower than 25 fps
+    assert "ended: 40 frames" in window.live_bar.stats.text()
+    assert f"dropped {stats.dropped}" in window.live_bar.stats.text()
+    assert window.windowTitle() == "fmviz — shapes.mp4 (live) — ResNet101"
+    assert window.live_bar.play.text() == "Play again"
+    # The view on screen is the last frame's, as an image of it would be shown.
+    assert window.data is shown[-1].data
+    gaps = np.diff(ticks)
+    assert gaps.max() < 0.5, f"the event loop stalled for {gaps.max():.2f} s while live"
+
+
+def test_a_snapshot_is_the_frame_and_its_view_equals_analyze(
+    open_window, qtbot, video: Path, analyzer_of
+) -> None:
+    window = open_window([], wait=False)
+    shown = play(window, qtbot, video)
+    window.live.pause()
+    qtbot.waitUntil(lambda: window.live._pending is None, timeout=TIMEOUT_MS)
+    frame = window.live.last
+    picture = window.live.snapshot()
+    assert picture.key in window.pictures and not picture.live
+    reference = decoded_frames(video)[frame.index]
+    np.testing.assert_array_equal(np.asarray(picture.image), reference)
+    assert shown[-1] is frame
+    # Selected, the snapshot is analysed in full as an image, and shown (live frames stop).
+    with qtbot.waitSignal(window.view_shown, timeout=TIMEOUT_MS):
+        window.select_picture(picture.key)
+    assert not window.live.showing
+    expected = analyzer_of("resnet101").analyze(Image.fromarray(reference))
+    np.testing.assert_allclose(window.data.activation, expected.stages["C1"].numpy(), atol=1e-5)
+    assert [row[0] for row in window.data.topk] == [row[0] for row in expected.topk]
+    np.testing.assert_allclose(frame.data.activation, expected.stages["C1"].numpy(), atol=1e-5)
+    assert window.windowTitle().startswith(f"fmviz — {picture.name} — ")
+
+
+def test_pause_holds_the_frame_and_step_shows_the_next(open_window, qtbot, video: Path) -> None:
+    window = open_window([], wait=False)
+    shown = play(window, qtbot, video)
+    window.live.pause()
+    qtbot.waitUntil(lambda: window.live._pending is None, timeout=TIMEOUT_MS)
+    before = window.live.player.stats()
+    count = len(shown)
+    qtbot.wait(400)  # 10 frames' time at 25 fps
+    after = window.live.player.stats()
+    assert after.captured == before.captured and len(shown) == count
+    assert window.live_bar.play.text() == "Play"
+    for _ in range(2):
+        with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
+            window.live.step()
+        captured = window.live.player.stats().captured
+        assert shown[-1].index == captured - 1  # the frame let through, no later one
+    assert shown[-1].index == shown[-2].index + 1
+    # A stage chosen while paused shows the same frame at that stage.
+    with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
+        window.show_stage("C4")
+    assert shown[-1].index == shown[-2].index and shown[-1].data.options.stage == "C4"
+    with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
+        window.live.play()
+    assert shown[-1].index > shown[-2].index
+
+
+def test_closing_during_playback_leaves_no_thread_and_no_open_file(
+    open_window, qtbot, video: Path
+) -> None:
+    window = open_window([], wait=False)
+    play(window, qtbot, video)
+    assert str(video) in open_files()
+    assert any(thread.name == "fmviz-live" for thread in threading.enumerate())
+    started = time.perf_counter()
+    window.close()
+    assert time.perf_counter() - started < 5
+    assert not any(thread.name.startswith("fmviz-") for thread in threading.enumerate())
+    assert str(video) not in open_files()
+
+
+def test_stopping_goes_back_to_the_image(open_window, qtbot, video: Path, picture_file) -> None:
+    image = picture_file("still.png")
+    window = open_window([image])
+    play(window, qtbot, video)
+    assert window.live_bar.isVisible()
+    with qtbot.waitSignal(window.view_shown, timeout=TIMEOUT_MS):
+        window.live.stop()
+    assert not window.live_bar.isVisible() and not window.live.active
+    assert window.data.picture == window.current
+    assert window.windowTitle() == "fmviz — still.png — ResNet101"
+    assert str(video) not in open_files()
+
+
+def test_no_camera_is_one_line_and_nothing_else_changes(
+    open_window, qtbot, monkeypatch: pytest.MonkeyPatch, picture_file
+) -> None:
+    monkeypatch.setattr("visualizer.core.live.sources.list_cameras", list)
+    window = open_window([picture_file("still.png")])
+    title, data = window.windowTitle(), window.data
+    with qtbot.waitSignal(window.live.failed, timeout=TIMEOUT_MS):
+        window.live.open(None)
+    assert window.errors.messages == [
+        "no camera found on this machine (fmviz --live FILE plays a video file instead)"
+    ]
+    assert not window.live_bar.isVisible() and not window.live.active
+    assert (window.windowTitle(), window.data) == (title, data)
+
+
+def test_a_video_dropped_plays_live(open_window, qtbot, video: Path) -> None:
+    window = open_window([], wait=False)
+    with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
+        window.add_files([str(video)])
+    assert window.live.showing and window.live.name == "shapes.mp4"
+    assert all(picture.name != "shapes.mp4" for picture in window.pictures.values())
+    assert window.errors.messages == []  # not read as an image
+
+
+def test_the_recording_holds_each_analysed_frame_and_its_top5(
+    open_window, qtbot, video: Path, tmp_path: Path
+) -> None:
+    window = open_window([], wait=False)
+    recording = tmp_path / "out" / "live.mkv"
+    recording.parent.mkdir()
+    shown = play(window, qtbot, video, record=str(recording))
+    with qtbot.waitSignal(window.live.ended, timeout=TIMEOUT_MS):
+        pass
+    qtbot.waitUntil(recording.exists, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(recording.with_suffix(".csv").exists, timeout=TIMEOUT_MS)
+    frames = decoded_frames(recording)
+    assert len(frames) == len(shown)
+    with recording.with_suffix(".csv").open(newline="") as table:
+        rows = list(csv.DictReader(table))
+    assert [int(row["frame"]) for row in rows[::5]] == [frame.index for frame in shown]
+    assert [int(row["class"]) for row in rows[:5]] == [row[0] for row in shown[0].data.topk]
+    assert sorted(path.name for path in recording.parent.iterdir()) == ["live.csv", "live.mkv"]
+    # The first panel of the recorded frame is the input as the network saw it.
+    view = shown[-1].data.view
+    first = frames[-1][: view.shape[0], : view.shape[1]].astype(int)
+    assert np.abs(first - view).mean() < 8

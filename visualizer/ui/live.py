@@ -1,0 +1,317 @@
+"""The live view's controller: a camera or a video played, its newest frame analysed.
+
+The source plays on the `Player`'s capture thread; each analysis runs on the worker's model
+lane as an image's would (`live_jobs.analyse_frame`), one at a time: when one ends, the
+newest frame captured meanwhile is analysed next and the others are dropped (latest wins),
+so the view keeps up with the camera however slow the network. The event loop only hands
+frames on and shows the replies.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+
+from visualizer.ui.live_jobs import LiveFrame, analyse_frame, frame_picture
+from visualizer.ui.worker import Reply
+
+if TYPE_CHECKING:
+    from visualizer.core.live import Player, RateMeter, Recorder, VideoSource
+    from visualizer.ui.jobs import Picture
+    from visualizer.ui.main_window import MainWindow
+
+STATS_INTERVAL_MS = 250  # how often the frame rates are shown again
+LIVE_KINDS = ("live", "live_open", "live_record")  # the worker's replies this controller takes
+
+
+class LiveController(QObject):
+    """Plays a camera or video into ``window``: its bar, its analyses, its recording.
+
+    ``active``: a source is open (playing, paused or ended); ``showing``: the window shows
+    its frames (False while an image of the strip is shown instead).
+    """
+
+    frame_captured = Signal()  # from the capture thread: a frame waits in the player's slot
+    frame_shown = Signal(object)  # LiveFrame, once the window shows it
+    ended = Signal()  # the video's last frame has been shown, or the camera stopped
+    failed = Signal(str)  # the source could not be opened or read
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.bar = window.live_bar
+        self.player: Player | None = None
+        self.recorder: Recorder | None = None
+        self.spec: str | None = None  # what was asked for: a file, a camera, None: the first
+        self.name = ""  # the source's name, for titles and frame names
+        self.showing = False
+        self.last: LiveFrame | None = None
+        self.analysed = 0
+        self._pending: int | None = None  # the generation of the analysis running, if any
+        self._opening: int | None = None
+        self._keys = itertools.count(-1, -1)  # live frames' picture keys: below the strip's
+        self._rate: RateMeter | None = None
+        self._record_on_open: str | None = None
+        self.frame_captured.connect(self._next, Qt.ConnectionType.QueuedConnection)
+        self._timer = QTimer(self)
+        self._timer.setInterval(STATS_INTERVAL_MS)
+        self._timer.timeout.connect(self._show_stats)
+        self.bar.play_clicked.connect(self.play)
+        self.bar.pause_clicked.connect(self.pause)
+        self.bar.step_clicked.connect(self.step)
+        self.bar.snapshot_clicked.connect(self.snapshot)
+        self.bar.record_toggled.connect(self._record_toggled)
+        self.bar.stop_clicked.connect(self.stop)
+
+    @property
+    def active(self) -> bool:
+        return self.player is not None
+
+    def open(self, spec: str | None, *, record: str | None = None) -> None:
+        """Play ``spec`` (a video file, a camera's number or name; None: the first camera),
+        recording to ``record`` if given. Opening runs off the event loop (a camera can take
+        a second); a failure is shown as one line and changes nothing else."""
+        self.spec, self._record_on_open = spec, record
+        worker = self.window.worker
+        from visualizer.core.live import open_source  # noqa: PLC0415 (PyAV loads with it)
+
+        self._opening = worker.submit(
+            "live_open", lambda _session: open_source(spec), lane="files", context=spec
+        )
+
+    def replied(self, reply: Reply) -> None:
+        """A reply of one of `LIVE_KINDS`, from the worker."""
+        if reply.kind == "live_open":
+            self._opened(reply)
+        elif reply.kind == "live":
+            self._analysed(reply)
+        elif reply.kind == "live_record":
+            self._recorded(reply)
+
+    def _opened(self, reply: Reply) -> None:
+        if reply.generation != self._opening or reply.skipped:
+            if reply.value is not None:
+                reply.value.close()  # overtaken by another source, or the window closing
+            return
+        self._opening = None
+        if reply.error is not None:
+            self.window.show_error(reply.error)
+            self.failed.emit(reply.error)
+            return
+        from visualizer.core.live import Player, RateMeter  # noqa: PLC0415
+
+        self.stop()
+        source: VideoSource = reply.value
+        self.name = source.name
+        self.player = Player(source, on_frame=self.frame_captured.emit)
+        self._rate = RateMeter()
+        self.analysed = 0
+        self.last = None
+        self.showing = True
+        self.window.live_started(source.describe())
+        self.bar.show_source(source.describe())
+        if self._record_on_open:
+            self.start_recording(self._record_on_open)
+        self._timer.start()
+        self.player.start()
+
+    def _next(self) -> None:
+        """Analyse the newest frame, unless an analysis is running (it will ask when done)."""
+        if self.player is None or self._pending is not None or not self.showing:
+            return
+        frame = self.player.take()
+        if frame is not None:
+            self._analyse(frame)
+        elif self.player.stats().ended:
+            self._ended()
+
+    def _analyse(self, frame, picture: Picture | None = None) -> None:
+        window = self.window
+        spec, options, methods = window.spec, window.live_options(), window.method_settings
+        picture = picture or frame_picture(next(self._keys), self.name, frame)
+        recorder = self.recorder
+        self._pending = window.worker.submit(
+            "live",
+            lambda session: analyse_frame(
+                session, spec, picture, options, frame, methods=methods, recorder=recorder
+            ),
+            latest_wins=False,
+            context=(spec, frame),
+        )
+
+    def _analysed(self, reply: Reply) -> None:
+        if reply.generation != self._pending:
+            return  # from a source since stopped
+        self._pending = None
+        if reply.error is not None:  # the network failed on it: the frame stays, paused
+            self.window.show_error(f"{self.name}: {reply.error}")
+            self.pause()
+            return
+        frame: LiveFrame = reply.value
+        if frame.record_error and self.recorder is not None:
+            self.window.show_error(frame.record_error)
+            self.recorder = None  # discarded already
+            self.bar.set_recording(None)
+        if self.showing and reply.context[0] == self.window.spec:
+            self.last = frame
+            self.analysed += 1
+            self._rate.tick()
+            self.window.show_live(frame)
+            self.frame_shown.emit(frame)
+        self._next()
+
+    def refresh(self) -> None:
+        """The view's options changed: show the frame on screen again with them (when paused;
+        playing, the next frame shows them anyway)."""
+        if self.player is None or not self.showing or self.last is None:
+            return
+        from visualizer.core.live import Frame  # noqa: PLC0415
+
+        if (self.player.paused or self.player.stats().ended) and self._pending is None:
+            shown = self.last
+            self._analyse(Frame(shown.index, shown.time, shown.picture.image), shown.picture)
+
+    def play(self) -> None:
+        """Play (again, from the start, once a video has ended)."""
+        if self.player is None:
+            return
+        if self.player.stats().ended:
+            self.open(self.spec)
+            return
+        self.showing = True
+        self.window.live_started(None)
+        self.player.resume()
+        self.bar.set_state("playing")
+        self._next()
+
+    def pause(self) -> None:
+        if self.player is not None and not self.player.stats().ended:
+            self.player.pause()
+            self.bar.set_state("paused")
+            self._show_stats()
+
+    def step(self) -> None:
+        """Pause, and analyse one more frame."""
+        if self.player is None or self.player.stats().ended:
+            return
+        self.showing = True
+        self.window.live_started(None)
+        self.player.step()
+        self.bar.set_state("paused")
+
+    def leave(self) -> None:
+        """The window shows an image of the strip: pause, and show no frame until played."""
+        if self.player is not None and self.showing:
+            self.pause()
+            self.showing = False
+
+    def snapshot(self) -> Picture | None:
+        """Add the frame on screen to the image strip (not selected): it is then analysed
+        and exported as any image is. Returns its picture (None: no frame shown yet)."""
+        if self.last is None:
+            self.window.show_error("No frame to keep yet: the first is still being analysed.")
+            return None
+        picture = self.window.add_frame(self.last)
+        self.window.statusBar().showMessage(
+            f"Snapshot: {picture.name} added to the image strip", 8000
+        )
+        return picture
+
+    def start_recording(self, path: str) -> None:
+        """Record the frames analysed from now on to ``path`` (and its CSV beside it)."""
+        from visualizer.core.live import Recorder, RecordingError  # noqa: PLC0415
+
+        self.stop_recording()
+        try:
+            self.recorder = Recorder(path)
+        except RecordingError as error:
+            self.window.show_error(str(error))
+            self.bar.set_recording(None)
+            return
+        self.bar.set_recording(path)
+
+    def stop_recording(self, *, wait: bool = False) -> None:
+        """Finish the recording (off the event loop: the encoder flushes), or at once when
+        ``wait`` (the window closing)."""
+        recorder, self.recorder = self.recorder, None
+        self.bar.set_recording(None)
+        if recorder is None:
+            return
+        if wait:
+            try:
+                recorder.close()
+            except OSError as error:
+                self.window.show_error(str(error))
+            return
+        self.window.worker.submit(
+            "live_record", lambda _session: recorder.close(), lane="files", latest_wins=False
+        )
+
+    def _record_toggled(self, on: bool) -> None:
+        if not on:
+            self.stop_recording()
+            return
+        path = self.window.ask_record_path(f"{Path(self.name).stem or 'live'}_live.mp4")
+        if path:
+            self.start_recording(path)
+        else:
+            self.bar.set_recording(None)
+
+    def _recorded(self, reply: Reply) -> None:
+        if reply.error is not None:
+            self.window.show_error(reply.error)
+        elif reply.value:
+            names = " and ".join(path.name for path in reply.value)
+            self.window.statusBar().showMessage(
+                f"Recorded {names} in {reply.value[0].parent}", 10000
+            )
+
+    def _ended(self) -> None:
+        stats = self.player.stats()
+        if stats.error:
+            self.window.show_error(stats.error)
+        self.bar.set_state("ended")
+        self._show_stats()
+        self._timer.stop()
+        self.stop_recording()
+        self.ended.emit()
+
+    def stop(self, *, wait: bool = False) -> None:
+        """Close the source (its thread and device), finish any recording, hide the bar."""
+        player, self.player = self.player, None
+        self._pending = None
+        self._timer.stop()
+        if player is not None:
+            player.close()
+        self.stop_recording(wait=wait)
+        if player is not None:
+            self.showing = False
+            self.bar.hide()
+            self.window.live_stopped()
+
+    def describe_stats(self) -> str:
+        """``"captured 25.0 fps · analysed 7.9 fps · dropped 41 · frame 120 (4.80 s) ·
+        analysis 118 ms"``."""
+        if self.player is None:
+            return ""
+        stats = self.player.stats()
+        parts = []
+        if stats.ended:
+            parts.append(f"ended: {stats.captured} frames")
+        elif stats.paused:
+            parts.append("paused")
+        else:
+            parts.append(f"captured {stats.capture_fps:.1f} fps")
+            parts.append(f"analysed {self._rate.rate():.1f} fps")
+        parts.append(f"analysed {self.analysed}" if stats.ended or stats.paused else "")
+        parts.append(f"dropped {stats.dropped}")
+        if self.last is not None:
+            parts.append(f"frame {self.last.index} ({self.last.time:.2f} s)")
+            parts.append(f"analysis {self.last.analysis_ms:.0f} ms")
+        return " · ".join(part for part in parts if part)
+
+    def _show_stats(self) -> None:
+        self.bar.show_stats(self.describe_stats())
