@@ -250,13 +250,14 @@ def test_a_live_video_and_its_recording_reach_the_window(opened, tmp_path: Path)
         (["--live", "CLIP", "--record", "x.png"], 2, None),
     ],
 )
-def test_live_usage_and_missing_sources_are_one_line(
+def test_live_usage_and_missing_sources_are_one_line(  # noqa: PLR0917 (parametrized)
     opened, capsys, monkeypatch: pytest.MonkeyPatch, words, status, message
 ) -> None:
     monkeypatch.setattr("visualizer.core.live.sources.list_cameras", list)
     assert main(words) == status
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert err.count("\n") == 1
+    assert err.startswith("error: ")
     if message:
         assert err == message
     assert opened == []
@@ -278,5 +279,6 @@ def test_live_refuses_a_file_that_is_not_a_video(opened, capsys, tmp_path: Path)
     fake.write_text("not a video\n" * 20)
     assert main(["--live", str(fake)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {fake}: cannot be opened (") and err.count("\n") == 1
+    assert err.startswith(f"error: {fake}: cannot be opened (")
+    assert err.count("\n") == 1
     assert opened == []

@@ -84,7 +84,8 @@ def test_a_snapshot_is_the_frame_and_its_view_equals_analyze(
     qtbot.waitUntil(lambda: window.live._pending is None, timeout=TIMEOUT_MS)
     frame = window.live.last
     picture = window.live.snapshot()
-    assert picture.key in window.pictures and not picture.live
+    assert picture.key in window.pictures
+    assert not picture.live
     reference = decoded_frames(video)[frame.index]
     np.testing.assert_array_equal(np.asarray(picture.image), reference)
     assert shown[-1] is frame
@@ -108,7 +109,8 @@ def test_pause_holds_the_frame_and_step_shows_the_next(open_window, qtbot, video
     count = len(shown)
     qtbot.wait(400)  # 10 frames' time at 25 fps
     after = window.live.player.stats()
-    assert after.captured == before.captured and len(shown) == count
+    assert after.captured == before.captured
+    assert len(shown) == count
     assert window.live_bar.play.text() == "Play"
     for _ in range(2):
         with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
@@ -119,7 +121,8 @@ def test_pause_holds_the_frame_and_step_shows_the_next(open_window, qtbot, video
     # A stage chosen while paused shows the same frame at that stage.
     with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
         window.show_stage("C4")
-    assert shown[-1].index == shown[-2].index and shown[-1].data.options.stage == "C4"
+    assert shown[-1].index == shown[-2].index
+    assert shown[-1].data.options.stage == "C4"
     with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
         window.live.play()
     assert shown[-1].index > shown[-2].index
@@ -146,7 +149,8 @@ def test_stopping_goes_back_to_the_image(open_window, qtbot, video: Path, pictur
     assert window.live_bar.isVisible()
     with qtbot.waitSignal(window.view_shown, timeout=TIMEOUT_MS):
         window.live.stop()
-    assert not window.live_bar.isVisible() and not window.live.active
+    assert not window.live_bar.isVisible()
+    assert not window.live.active
     assert window.data.picture == window.current
     assert window.windowTitle() == "fmviz — still.png — ResNet101"
     assert str(video) not in open_files()
@@ -163,7 +167,8 @@ def test_no_camera_is_one_line_and_nothing_else_changes(
     assert window.errors.messages == [
         "no camera found on this machine (fmviz --live FILE plays a video file instead)"
     ]
-    assert not window.live_bar.isVisible() and not window.live.active
+    assert not window.live_bar.isVisible()
+    assert not window.live.active
     assert (window.windowTitle(), window.data) == (title, data)
 
 
@@ -171,7 +176,8 @@ def test_a_video_dropped_plays_live(open_window, qtbot, video: Path) -> None:
     window = open_window([], wait=False)
     with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
         window.add_files([str(video)])
-    assert window.live.showing and window.live.name == "shapes.mp4"
+    assert window.live.showing
+    assert window.live.name == "shapes.mp4"
     assert all(picture.name != "shapes.mp4" for picture in window.pictures.values())
     assert window.errors.messages == []  # not read as an image
 
