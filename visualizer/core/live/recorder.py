@@ -206,7 +206,8 @@ class Recorder:
             self._table = None
         for part in (self._video_part, self._csv_part):
             if part is not None:
-                part.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # never made (no folder there, say)
+                    part.unlink()
 
     def _open(self, width: int, height: int) -> None:
         import av  # noqa: PLC0415

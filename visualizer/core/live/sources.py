@@ -118,7 +118,7 @@ class VideoSource:
                 self._container = av.open(camera.device, format=camera.input_format)
             else:
                 self._container = av.open(target)
-        except (av.FFmpegError, OSError, UnicodeDecodeError) as failure:
+        except (av.FFmpegError, OSError, ValueError) as failure:  # ValueError: no such format
             raise LiveSourceError(_reason(target, camera, failure)) from None
         streams = self._container.streams.video
         if not streams:
@@ -133,11 +133,19 @@ class VideoSource:
                 f"{target}: frames of {width}×{height} pixels exceed the limit of "
                 f"{MAX_FRAME_PIXELS} (a decompression bomb?)"
             )
-        self.size = (width, height)
+        self._decoded = self._container.decode(self._stream)
+        self._count = 0
+        try:  # the first frame now: a file that cannot be decoded is said at once
+            self._first = self._next_frame()
+        except LiveSourceError:
+            self._container.close()
+            raise
+        # As shown: a video turned a quarter by its display matrix plays in the other shape.
+        turned = self._first is not None and round(self._first.rotation) % 180 == 90
+        self.size = (height, width) if turned else (width, height)
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.rate = float(rate) if rate else None  # frames per second, where the file says
         self.frame_count = self._stream.frames or None  # where the file says
-        self._count = 0
 
     def frames(self) -> Iterator[Frame]:
         """The frames in order; a file's end ends them.
@@ -145,19 +153,9 @@ class VideoSource:
         Raises:
             LiveSourceError: the data cannot be decoded (a damaged file, a camera unplugged).
         """
-        import av  # noqa: PLC0415
-
         first: float | None = None
-        decoded = self._container.decode(self._stream)
-        while True:
-            try:
-                frame = next(decoded)
-            except StopIteration:
-                return
-            except (av.FFmpegError, OSError) as failure:
-                raise LiveSourceError(
-                    f"{self.source}: frame {self._count}: {_why(failure)}"
-                ) from None
+        frame, self._first = self._first, None
+        while frame is not None:
             time = frame.time if frame.time is not None else self._count / (self.rate or 30.0)
             first = time if first is None else first
             image = frame.to_image()
@@ -165,6 +163,18 @@ class VideoSource:
                 image = image.rotate(frame.rotation, expand=True)
             yield Frame(self._count, time - first, image)
             self._count += 1
+            frame = self._next_frame()
+
+    def _next_frame(self) -> Any:
+        """The next decoded frame (PyAV's), None at the end."""
+        import av  # noqa: PLC0415
+
+        try:
+            return next(self._decoded)
+        except StopIteration:
+            return None
+        except (av.FFmpegError, OSError) as failure:
+            raise LiveSourceError(f"{self.source}: frame {self._count}: {_why(failure)}") from None
 
     def close(self) -> None:
         """Release the file or device (also when its frames are not all read)."""
@@ -212,7 +222,7 @@ def find_source(spec: str | None) -> str | Camera:
         return spec
     cameras = list_cameras()
     if not cameras:
-        if spec and not spec.isdigit() and (os.sep in spec or Path(spec).suffix):
+        if spec and not spec.isdecimal() and (os.sep in spec or Path(spec).suffix):
             raise LiveSourceError(f"{spec}: no such file")
         raise LiveSourceError(
             "no camera found on this machine (fmviz --live FILE plays a video file instead)"
@@ -223,7 +233,7 @@ def find_source(spec: str | None) -> str | Camera:
 def _camera_named(spec: str | None, cameras: list[Camera]) -> Camera:
     if not spec:
         return cameras[0]
-    if spec.isdigit():
+    if spec.isdecimal():
         if int(spec) < len(cameras):
             return cameras[int(spec)]
     else:
