@@ -60,6 +60,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "torchvision script",
     )
     _add_index_options(bench)
+    _add_live_options(bench)
     bench.set_defaults(run=run, usage_error=bench.error)
 
 
@@ -122,6 +123,11 @@ def run(args: argparse.Namespace) -> int:
     from visualizer.bench.engine import run_bench  # noqa: PLC0415
     from visualizer.core.device import DeviceError  # noqa: PLC0415
 
+    if args.live:
+        return _bench_live(args)
+    live_given = [name for name in LIVE_OPTIONS if getattr(args, name) not in (None, False)]
+    if live_given:
+        args.usage_error(f"--{live_given[0]} needs --live")
     if args.index:
         return _bench_index(args)
     given = [name for name in INDEX_OPTIONS if getattr(args, name) not in (None, False)]
@@ -380,3 +386,91 @@ def _print_index(results: dict) -> None:
     print()
     _print_targets(results)
     _not_measured(results)
+
+
+# --- fmviz bench --live ---------------------------------------------------------------------
+
+LIVE_OPTIONS = ("video", "frames", "stage", "record")
+
+
+def _add_live_options(bench: argparse.ArgumentParser) -> None:
+    from visualizer.cli.options import stage  # noqa: PLC0415
+
+    live = bench.add_argument_group(
+        "--live: the live view's loop on a video (P14)",
+        "a video played as a camera (frames at its own rate) and its newest frame analysed "
+        "as the window does (analysis, Grad-CAM at C5, the stage grid), one after another: "
+        "captured and analysed frames per second, frames dropped, the analysis's time and its "
+        "share of each frame's; again with frames as fast as they decode (P14's figure), and "
+        "the decoding alone. --model, --device, --weights (default random) and --json apply.",
+    )
+    live.add_argument("--live", action="store_true", help="benchmark the live view instead (P14)")
+    live.add_argument(
+        "--video",
+        metavar="FILE",
+        help="the video to play (default: generated moving shapes, 640×480, 30 fps, 10 s, "
+        "played again from the start as needed)",
+    )
+    live.add_argument(
+        "--frames",
+        type=positive,
+        metavar="N",
+        help="analysed frames to measure in each run (default 60 on a CPU, 300 on a GPU)",
+    )
+    live.add_argument(
+        "--stage", type=stage, metavar="C1–C5", help="the grid's stage (default C1, the window's)"
+    )
+    live.add_argument(
+        "--record",
+        action="store_true",
+        help="also record each analysed frame to a temporary video, to time the recording",
+    )
+
+
+def _bench_live(args: argparse.Namespace) -> int:
+    """``fmviz bench --live``: the live view's loop (see ``visualizer.bench.live``)."""
+    for option, name in (
+        ("index", "--index"),
+        ("startup", "--startup"),
+        ("channels_last", "--channels-last"),
+        ("methods", "--methods"),
+        ("parameter", "--parameter"),
+        ("runs", "--runs"),
+    ):
+        if getattr(args, option):
+            args.usage_error(f"--live and {name} measure different things: give one")
+    given = [name for name in INDEX_OPTIONS if name != "weights" and getattr(args, name)
+             not in (None, False)]  # fmt: skip
+    if given:
+        args.usage_error(f"--{given[0].replace('_', '-')} needs --index")
+    from visualizer.bench.live import DEFAULT_STAGE, report_lines, run_live_bench  # noqa: PLC0415
+    from visualizer.cli.options import checkpoint_architecture, engine_errors  # noqa: PLC0415
+    from visualizer.core.live import LiveSourceError, RecordingError  # noqa: PLC0415
+
+    weights = args.weights or "random"
+    model = args.model or checkpoint_architecture(weights) or DEFAULT_MODEL
+    progress = Progress(2, label=f"bench --live {model}")  # its steps known once it runs
+    try:
+        report = run_live_bench(
+            model,
+            args.device,
+            weights=weights,
+            video=args.video,
+            frames=args.frames,
+            stage=args.stage or DEFAULT_STAGE,
+            record=args.record,
+            progress=progress.update,
+            note=progress.message,
+        )
+    except (*engine_errors(), LiveSourceError, RecordingError, RuntimeError) as failure:
+        progress.close()
+        error(str(failure))
+        return 1
+    progress.close()
+    results = report.as_json()
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+        return 0
+    for line in report_lines(results):
+        print(line)
+    return 0

@@ -142,10 +142,10 @@ class Player:
             self._stopping = True
             self._slot = None
             self._lock.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(wait_s)
-        else:
+        if self._thread.ident is None:  # never started: the thread would have closed it
             self.source.close()
+        else:
+            self._thread.join(wait_s)
 
     def __enter__(self) -> Player:
         return self
