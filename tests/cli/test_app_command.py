@@ -248,6 +248,7 @@ def test_a_live_video_and_its_recording_reach_the_window(opened, tmp_path: Path)
         (["--record", "x.mp4"], 2, "error: --record: records the live view, so needs --live\n"),
         (["--live", "--compare"], 2, None),
         (["--live", "CLIP", "--record", "x.png"], 2, None),
+        (["--live", "a.mp4", "--record", "./a.mp4"], 2, None),
     ],
 )
 def test_live_usage_and_missing_sources_are_one_line(  # noqa: PLR0917 (parametrized)

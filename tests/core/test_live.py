@@ -1012,3 +1012,36 @@ def test_an_unusual_digit_names_no_camera(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr("visualizer.core.live.sources.list_cameras", lambda: cameras)
     with pytest.raises(LiveSourceError, match=r"^²: no such file or camera \(cameras: 0: Front"):
         find_source("²")
+
+
+def test_a_recording_without_an_encoder_is_refused_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import av
+
+    monkeypatch.setattr(av, "codecs_available", set())
+    recorder = Recorder(tmp_path / "rec.mp4")
+    with pytest.raises(RecordingError, match=r"rec\.mp4: cannot be written \(this FFmpeg has no"):
+        recorder.write(0, 0.0, np.zeros((32, 32, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+    recorder.write(1, 0.1, np.zeros((32, 32, 3), np.uint8))  # ignored: discarded
+
+
+def test_a_frame_that_cannot_be_converted_ends_playing_with_the_reason(
+    clip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import av
+
+    def broken(_frame, *_args, **_kwargs):
+        raise MemoryError("no room for the picture")
+
+    monkeypatch.setattr(av.VideoFrame, "to_image", broken)
+    player = Player(VideoSource(str(clip)), realtime=False)
+    player.start()
+    deadline = time.monotonic() + 10
+    while not player.stats().ended and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stats = player.stats()
+    assert stats.ended
+    assert stats.error == f"{clip}: frame 0: no room for the picture"
+    player.close()

@@ -361,8 +361,12 @@ def window_commands(
         from tests.videos import write_shapes_video
 
         video = write_shapes_video(folder / "shapes.mp4", frames=60, size=(320, 240))
+        recording = str(folder / "recorded.mp4")
         commands["live"] = _start_command(
-            folder, "live", "--live", (str(video), "--weights", "random", "--device", "cpu")
+            folder,
+            "live",
+            "--live",
+            (str(video), "--record", recording, "--weights", "random", "--device", "cpu"),
         )
         if not _cuda_available():  # else its test is skipped
             # A device saved by a session on another machine (CUDA, missing here); the

@@ -153,7 +153,7 @@ def test_stopping_goes_back_to_the_image(open_window, qtbot, video: Path, pictur
     assert not window.live.active
     assert window.data.picture == window.current
     assert window.windowTitle() == "fmviz — still.png — ResNet101"
-    assert str(video) not in open_files()
+    qtbot.waitUntil(lambda: str(video) not in open_files(), timeout=5_000)
 
 
 def test_no_camera_is_one_line_and_nothing_else_changes(
@@ -204,3 +204,31 @@ def test_the_recording_holds_each_analysed_frame_and_its_top5(
     view = shown[-1].data.view
     first = frames[-1][: view.shape[0], : view.shape[1]].astype(int)
     assert np.abs(first - view).mean() < 8
+
+
+def test_a_control_changed_while_a_frame_is_analysed_is_not_lost(
+    open_window, qtbot, video: Path
+) -> None:
+    window = open_window([], wait=False)
+    shown = play(window, qtbot, video)
+    window.live.pause()
+    qtbot.waitUntil(lambda: window.live._pending is None, timeout=TIMEOUT_MS)
+    window.live.step()
+    qtbot.waitUntil(lambda: window.live._pending is not None, timeout=TIMEOUT_MS)
+    window.show_stage("C3")  # while the stepped frame is on its way, at C1
+    qtbot.waitUntil(lambda: shown[-1].data.options.stage == "C3", timeout=TIMEOUT_MS)
+    assert shown[-1].index == shown[-2].index  # the same frame, shown again at C3
+
+
+def test_a_video_that_failed_to_open_is_not_played_again(
+    open_window, qtbot, video: Path, tmp_path: Path
+) -> None:
+    window = open_window([], wait=False)
+    play(window, qtbot, video)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"no video here" * 50)
+    with qtbot.waitSignal(window.live.failed, timeout=TIMEOUT_MS):
+        window.live.open(str(broken))
+    assert window.live.spec == str(video)  # Play again replays the one that plays
+    assert window.live.active
+    assert window.errors.messages[-1].startswith(f"{broken}: cannot be opened (")

@@ -66,3 +66,8 @@ def test_a_screenshot_of_the_first_live_frame(window_commands) -> None:
     # The live bar's green line is there, and a view: many colours.
     assert (np.abs(pixels.astype(int) - (0xE3, 0xF1, 0xE6)).sum(axis=2) == 0).sum() > 5_000
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1000
+    # Quitting once the screenshot is saved still finishes the recording (no closeEvent then).
+    folder = command.screenshot.parent
+    assert (folder / "recorded.mp4").stat().st_size > 0
+    assert (folder / "recorded.csv").read_text().startswith("frame,time,rank,class,label,")
+    assert not list(folder.glob(".recorded.partial.*"))

@@ -158,6 +158,9 @@ def _live_source(args: argparse.Namespace) -> str | int | None:
         if Path(args.record).suffix.lower() not in CODECS:
             error(f"--record {args.record}: a video file ending {', '.join(CODECS)}")
             return 2
+        if args.live and Path(args.live).resolve() == Path(args.record).resolve():
+            error(f"--record {args.record}: the video played; record to another file")
+            return 2
     from visualizer.core.live.sources import (  # noqa: PLC0415
         LiveSourceError,
         VideoSource,

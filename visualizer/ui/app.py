@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+import shiboken6
 from PySide6.QtCore import QBuffer, QIODevice, QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
@@ -190,6 +191,8 @@ def run(
         return app.exec()
     finally:
         sys.excepthook = previous_hook
+        if shiboken6.isValid(window):  # quit without closing (a screenshot taken): no closeEvent
+            window.live.stop(wait=True)  # so a recording is finished, the camera released
         window.worker.shutdown()
         del screenshooter
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from visualizer.ui.jobs import Picture
     from visualizer.ui.main_window import MainWindow
 
+CLOSE_WAIT_S = 5.0  # the longest the window, closing, waits for a capture thread to end
 STATS_INTERVAL_MS = 250  # how often the frame rates are shown again
 LIVE_KINDS = ("live", "live_open", "live_record")  # the worker's replies this controller takes
 
@@ -55,6 +56,9 @@ class LiveController(QObject):
         self._keys = itertools.count(-1, -1)  # live frames' picture keys: below the strip's
         self._rate: RateMeter | None = None
         self._record_on_open: str | None = None
+        self._refresh_wanted = False
+        self._ended_said = False
+        self._closing: list[Player] = []  # players stopped whose thread may still be ending
         self.frame_captured.connect(self._next, Qt.ConnectionType.QueuedConnection)
         self._timer = QTimer(self)
         self._timer.setInterval(STATS_INTERVAL_MS)
@@ -74,12 +78,12 @@ class LiveController(QObject):
         """Play ``spec`` (a video file, a camera's number or name; None: the first camera),
         recording to ``record`` if given. Opening runs off the event loop (a camera can take
         a second); a failure is shown as one line and changes nothing else."""
-        self.spec, self._record_on_open = spec, record
-        worker = self.window.worker
-        from visualizer.core.live import open_source  # noqa: PLC0415 (PyAV loads with it)
+        from visualizer.core.live import open_source  # noqa: PLC0415 (no torch, no PyAV yet)
 
-        self._opening = worker.submit(
-            "live_open", lambda _session: open_source(spec), lane="files", context=spec
+        if self.player is not None and self.player.source.is_camera:
+            self.stop()  # a camera opens once at a time: the one playing may be the one asked
+        self._opening = self.window.worker.submit(
+            "live_open", lambda _session: open_source(spec), lane="files", context=(spec, record)
         )
 
     def replied(self, reply: Reply) -> None:
@@ -101,6 +105,7 @@ class LiveController(QObject):
             self.window.show_error(reply.error)
             self.failed.emit(reply.error)
             return
+        self.spec, self._record_on_open = reply.context
         from visualizer.core.live import Player, RateMeter  # noqa: PLC0415
 
         self.stop()
@@ -110,6 +115,7 @@ class LiveController(QObject):
         self._rate = RateMeter()
         self.analysed = 0
         self.last = None
+        self._ended_said = False
         self.showing = True
         self.window.live_started(source.describe())
         self.bar.show_source(source.describe())
@@ -131,15 +137,19 @@ class LiveController(QObject):
     def _analyse(self, frame, picture: Picture | None = None) -> None:
         window = self.window
         spec, options, methods = window.spec, window.live_options(), window.method_settings
-        picture = picture or frame_picture(next(self._keys), self.name, frame)
-        recorder = self.recorder
+        key, name, recorder = next(self._keys), self.name, self.recorder
+        if picture is not None:  # shown again: not recorded twice
+            recorder = None
+
+        def job(session):
+            # The picture (and its thumbnail, for a snapshot) is made here, off the event loop.
+            shown = picture or frame_picture(key, name, frame)
+            return analyse_frame(
+                session, spec, shown, options, frame, methods=methods, recorder=recorder
+            )
+
         self._pending = window.worker.submit(
-            "live",
-            lambda session: analyse_frame(
-                session, spec, picture, options, frame, methods=methods, recorder=recorder
-            ),
-            latest_wins=False,
-            context=(spec, frame),
+            "live", job, latest_wins=False, context=(spec, frame, recorder)
         )
 
     def _analysed(self, reply: Reply) -> None:
@@ -148,10 +158,13 @@ class LiveController(QObject):
         self._pending = None
         if reply.error is not None:  # the network failed on it: the frame stays, paused
             self.window.show_error(f"{self.name}: {reply.error}")
-            self.pause()
+            if self.player.stats().ended:
+                self._ended()
+            else:
+                self.pause()
             return
         frame: LiveFrame = reply.value
-        if frame.record_error and self.recorder is not None:
+        if frame.record_error and reply.context[2] is self.recorder is not None:
             self.window.show_error(frame.record_error)
             self.recorder = None  # discarded already
             self.bar.set_recording(None)
@@ -161,6 +174,11 @@ class LiveController(QObject):
             self._rate.tick()
             self.window.show_live(frame)
             self.frame_shown.emit(frame)
+        if self._refresh_wanted:  # a control changed while this frame was being analysed
+            self._refresh_wanted = False
+            self.refresh()
+            if self._pending is not None:
+                return
         self._next()
 
     def refresh(self) -> None:
@@ -170,7 +188,11 @@ class LiveController(QObject):
             return
         from visualizer.core.live import Frame  # noqa: PLC0415
 
-        if (self.player.paused or self.player.stats().ended) and self._pending is None:
+        if not (self.player.paused or self.player.stats().ended):
+            return
+        if self._pending is not None:
+            self._refresh_wanted = True  # done when the frame being analysed comes back
+        else:
             shown = self.last
             self._analyse(Frame(shown.index, shown.time, shown.picture.image), shown.picture)
 
@@ -237,9 +259,9 @@ class LiveController(QObject):
         """Finish the recording (off the event loop: the encoder flushes), or at once when
         ``wait`` (the window closing)."""
         recorder, self.recorder = self.recorder, None
-        self.bar.set_recording(None)
         if recorder is None:
             return
+        self.bar.set_recording(None)
         if wait:
             try:
                 recorder.close()
@@ -270,6 +292,9 @@ class LiveController(QObject):
             )
 
     def _ended(self) -> None:
+        if self._ended_said:
+            return
+        self._ended_said = True
         stats = self.player.stats()
         if stats.error:
             self.window.show_error(stats.error)
@@ -282,10 +307,15 @@ class LiveController(QObject):
     def stop(self, *, wait: bool = False) -> None:
         """Close the source (its thread and device), finish any recording, hide the bar."""
         player, self.player = self.player, None
-        self._pending = None
+        self._pending = self._opening = None
+        self._refresh_wanted = False
         self._timer.stop()
         if player is not None:
-            player.close()
+            self._closing.append(player)
+        for closing in list(self._closing):  # closing at once; waited for only at the end
+            closing.close(CLOSE_WAIT_S if wait else 0.0)
+            if wait or not closing.running:
+                self._closing.remove(closing)
         self.stop_recording(wait=wait)
         if player is not None:
             self.showing = False

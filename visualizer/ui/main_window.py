@@ -511,6 +511,7 @@ class MainWindow(QMainWindow):
         leaving_live = self.live.showing
         if leaving_live:  # the live frames stop; Play in the live bar brings them back
             self.live.leave()
+            self._update_title()
         if key not in self.pictures or (
             key == self.current and not self.requests.view_failed and not leaving_live
         ):
@@ -846,6 +847,10 @@ class MainWindow(QMainWindow):
 
         cameras = list_cameras()
         names = [camera.name for camera in cameras]
+        names = [  # two cameras of one make are told apart by their device
+            f"{name} ({camera.device})" if names.count(name) > 1 else name
+            for name, camera in zip(names, cameras, strict=True)
+        ]
         other = "A video file…"
         label = (
             "Analyse as it plays:"
@@ -856,7 +861,7 @@ class MainWindow(QMainWindow):
         if not ok:
             return
         if chosen != other:
-            self.live.open(str(names.index(chosen)))
+            self.live.open(cameras[names.index(chosen)].device)
             return
         path, _ = QFileDialog.getOpenFileName(
             self, "Play a video live", self._folder(),
@@ -1394,8 +1399,10 @@ class MainWindow(QMainWindow):
             self.channel.show_channel(data, self.channel.channel)
             self._show_patches()
         if live:  # the live bar says the frame, its rates and its time
-            if self.live.analysed == 1:  # "Loading the network…" is over
+            # A network loaded, a layer captured for this frame: said no more.
+            if self.requests.waiting == 0 and (self.live.analysed == 1 or self.busy.isVisible()):
                 self.statusBar().clearMessage()
+                self._show_busy(False)
             self.view_shown.emit()
             return
         self.statusBar().showMessage(

@@ -124,6 +124,11 @@ class Player:
     def paused(self) -> bool:
         return self._paused
 
+    @property
+    def running(self) -> bool:
+        """Whether the capture thread is still running (it releases the source as it ends)."""
+        return self._thread.is_alive()
+
     def stats(self) -> PlayerStats:
         with self._lock:
             return PlayerStats(
@@ -163,6 +168,9 @@ class Player:
                     self._publish(frame)
         except LiveSourceError as failure:
             self._error = str(failure)
+        except Exception as failure:  # noqa: BLE001 (a frame that cannot be converted: said)
+            why = " ".join(str(failure).split()) or type(failure).__name__
+            self._error = f"{self.source.source}: frame {self._captured}: {why}"
         finally:
             self.source.close()
             with self._lock:

@@ -95,6 +95,7 @@ class Recorder:
         self._stream = None
         self._size: tuple[int, int] | None = None
         self._last_pts = -1
+        self._origin: float | None = None
         self._lock = threading.Lock()
         self._finished = False
         self.frames = 0
@@ -126,14 +127,12 @@ class Recorder:
             RecordingError: the video or the table cannot be written (a full disk); the
                 recording is discarded.
         """
-        import av  # noqa: PLC0415
-
         with self._lock:
             if self._finished:
                 return
             try:
                 self._write(frame, time, picture, topk)
-            except (av.FFmpegError, OSError) as failure:
+            except Exception as failure:  # noqa: BLE001 (an encoder refusing: discarded, said)
                 self._discard()
                 raise RecordingError(f"{self.path}: cannot be written ({_why(failure)})") from None
 
@@ -144,7 +143,9 @@ class Recorder:
 
         if self._container is None:
             self._open(picture.shape[1], picture.shape[0])
-        pts = max(self._last_pts + 1, round(time / TIME_BASE))
+        if self._origin is None:  # a recording started mid-way starts at 0 all the same
+            self._origin = time
+        pts = max(self._last_pts + 1, round((time - self._origin) / TIME_BASE))
         self._last_pts = pts
         video_frame = av.VideoFrame.from_ndarray(self._fitted(picture), format="rgb24")
         video_frame.pts = pts
@@ -214,9 +215,11 @@ class Recorder:
 
         # 4:2:0 video wants even sides.
         self._size = (width + width % 2, height + height % 2)
+        codec = next((name for name in CODECS[self.path.suffix.lower()]
+                      if name in av.codecs_available), None)  # fmt: skip
+        if codec is None:
+            raise OSError(f"this FFmpeg has no encoder for {self.path.suffix} video")
         self._container = av.open(str(self._video_part), "w", format=_format(self.path))
-        codec = next(name for name in CODECS[self.path.suffix.lower()]
-                     if name in av.codecs_available)  # fmt: skip
         # Fast, with no look-ahead: each frame is encoded as it comes, off the frame's time.
         options = {"preset": "veryfast", "tune": "zerolatency"} if codec == "libx264" else {}
         self._stream = self._container.add_stream(codec, rate=30, options=options)
