@@ -108,7 +108,7 @@ class LiveController(QObject):
         self.spec, self._record_on_open = reply.context
         from visualizer.core.live import Player, RateMeter  # noqa: PLC0415
 
-        self.stop()
+        self.stop(replaced=True)
         source: VideoSource = reply.value
         self.name = source.name
         self.player = Player(source, on_frame=self.frame_captured.emit)
@@ -304,8 +304,9 @@ class LiveController(QObject):
         self.stop_recording()
         self.ended.emit()
 
-    def stop(self, *, wait: bool = False) -> None:
-        """Close the source (its thread and device), finish any recording, hide the bar."""
+    def stop(self, *, wait: bool = False, replaced: bool = False) -> None:
+        """Close the source (its thread and device), finish any recording, hide the bar and
+        show the strip's image again (unless ``replaced``: another source plays at once)."""
         player, self.player = self.player, None
         self._pending = self._opening = None
         self._refresh_wanted = False
@@ -317,7 +318,7 @@ class LiveController(QObject):
             if wait or not closing.running:
                 self._closing.remove(closing)
         self.stop_recording(wait=wait)
-        if player is not None:
+        if player is not None and not replaced:
             self.showing = False
             self.bar.hide()
             self.window.live_stopped()

@@ -5,6 +5,7 @@ Nothing here touches Qt (``fmviz bench --live`` times this very work without a w
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def frame_picture(key: int, source: str, frame: Frame, *, live: bool = True) -> 
     name = frame_name(source, frame.index)
     picture = picture_of(key, name, f"{source} · frame {frame.index} ({frame.time:.2f} s)",
                          frame.image)  # fmt: skip
-    return Picture(**{**picture.__dict__, "live": live})
+    return dataclasses.replace(picture, live=live)
 
 
 def analyse_frame(

@@ -888,11 +888,10 @@ class MainWindow(QMainWindow):
     def live_stopped(self) -> None:
         """The live view closed: the strip's image is shown again."""
         self._update_title()
+        self.data = None  # the last frame's view: not the strip's image
         if self.current is not None:
-            self.data = None
             self._request_view()
         else:
-            self.data = None
             self.grid_title.setText("Drop images here, or File → Open…")
 
     def add_frame(self, frame: LiveFrame) -> Picture:
