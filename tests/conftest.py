@@ -9,8 +9,6 @@ uses them (``release_after_last_use``).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import os
 import subprocess
@@ -23,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.memory import give_memory_back, resident_bytes, trim
 
 if TYPE_CHECKING:
     from torch import nn
@@ -209,12 +209,6 @@ def release_after_last_use() -> Callable[..., None]:
     return register
 
 
-def give_memory_back() -> None:
-    """Collect what is unreachable and hand the allocator's free pages back to the system."""
-    gc.collect()
-    _trim()
-
-
 class _Trimmer:
     """Gives memory back once the resident set has grown by ``step`` since the last time (or
     since the lowest it was seen at after that): the allocator's free pages (5–10 ms), and,
@@ -228,24 +222,13 @@ class _Trimmer:
     def __call__(self) -> None:
         resident = resident_bytes()
         if resident > self.low + self.step:
-            _trim()
+            trim()
             resident = resident_bytes()
             if resident > self.low + self.step:
                 gc.collect()
-                _trim()
+                trim()
                 resident = resident_bytes()
         self.low = min(self.low, resident) if resident <= self.low + self.step else resident
-
-
-def _trim() -> None:
-    """The allocator's free pages back to the system (glibc's ``malloc_trim``)."""
-    with contextlib.suppress(AttributeError, OSError):  # elsewhere, nothing to do
-        ctypes.CDLL(None).malloc_trim(0)
-
-
-def resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 @pytest.fixture(scope="session")

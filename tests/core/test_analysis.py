@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -16,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 from models import STAGE_NAMES, build_model, imagenet_weights
+from tests.memory import settled_resident_bytes
 from visualizer.core import AnalysisResult, Analyzer, ImageLoadError
 from visualizer.core.timing import leaf_modules
 
@@ -196,11 +195,9 @@ def test_repeated_analyses_leave_no_hook_and_no_memory_behind(
         return weakref.ref(result)
 
     analyse(5)
-    gc.collect()
-    before = _resident_bytes()
+    before = settled_resident_bytes()
     last = analyse(ANALYSES)
-    gc.collect()
-    growth = _resident_bytes() - before
+    growth = settled_resident_bytes() - before
     assert hooks_left(analyzer.model) == 0
     assert last() is None or analyzer.device.type != "cpu"  # nothing keeps results alive
     assert growth < ANALYSES_GROWTH_BOUND, f"resident memory grew by {growth / 2**20:.0f} MiB"
@@ -293,12 +290,6 @@ def test_on_the_cpu_running_out_of_memory_is_raised(
     )
     with pytest.raises(torch.OutOfMemoryError):
         analyzer.analyze(image)
-
-
-def _resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        pages = int(statm.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def test_an_input_already_made_gives_the_same_analysis(analysed, analyzer_of) -> None:

@@ -8,8 +8,6 @@ weights, the CPU.
 
 from __future__ import annotations
 
-import gc
-import os
 import threading
 import time
 import weakref
@@ -19,6 +17,7 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
+from tests.memory import settled_resident_bytes
 from tests.reliability.window_fixtures import (  # noqa: F401 (fixtures, found by name)
     _nothing_left_running,
     analyzer_of,
@@ -40,23 +39,25 @@ CAM_STAGES = ("C5", "C4", "C5", "C3", "C4", "C5", "C1", "C4", "C5", "C2")
 ALL_CAMS_EVERY = 20
 WARM_UP = 20  # images analysed before memory is measured: caches and allocator pools fill
 IMAGES = 60  # the warm-up round, then two rounds measured (200 took 51 s, 60 take 15 s)
-# Resident memory may grow by this much from the end of the warm-up to the end of the loop:
-# 0.4 MiB per image measured. Measured here: 0–4 MiB over 180 images (the loop allocates and
-# frees the same sizes over and over), 0.1–0.2 MiB over 40. One analysis holds 7 MB of activations
-# (ResNet101) to 25 MB (VGG16): keeping even one result in ten alive would grow memory by
-# 64 MB over the 40 images (4× the bound), a hook left per pass by more (each holds its
-# pass's stages); the hooks and the results are besides checked one by one, after every
-# image. 16 MiB leaves room for the allocator's noise, no leak.
+# Resident memory may grow by this much from the end of the warm-up to the end of the loop,
+# both read after a collection and glibc's free pages given back (tests/memory.py): without
+# that, the freed pages its arenas keep came and went with the runs (−1 to +20 MiB over the
+# same 40 images, once over the bound in a full run); with it, 0.0–0.1 MiB. One analysis holds
+# 7 MB of activations (ResNet101) to 25 MB (VGG16): keeping one result in ten alive grew memory
+# by 63 MiB over the 40 images (measured, 4× the bound), a hook left per pass by more (each
+# holds its pass's stages); the hooks and the results are besides checked one by one, after
+# every image.
 MEMORY_GROWTH_BOUND = 16 * 2**20
 WINDOW_STEPS = 24  # the network changes every six steps: ResNet101, VGG16, ResNet101, VGG16
 # Memory is measured after the first twelve steps, and again after the last: both times the
 # caches are full (8 analyses, up to 64 Grad-CAMs) with the same mix of networks (the last
 # steps' VGG16 analyses and a few ResNet101 ones): what came between only replaced what was
-# there. Measured here: 19–61 MiB (Qt's and the worker thread's allocations vary from run to
-# run). Were each view to keep its analysis alive, the 12 steps measured would add 6 VGG16
-# ones (25 MB each) and 6 ResNet101 ones (7 MB each): ~190 MB.
+# there. Measured here: −12 to −6 MiB once settled (19–63 MiB without giving the allocator's
+# free pages back: Qt's and the worker thread's allocations vary from run to run). Were each
+# view to keep its analysis alive, the 12 steps measured would add 6 VGG16 ones (25 MB each)
+# and 6 ResNet101 ones (7 MB each): ~190 MB, 3× the bound.
 WINDOW_WARM_UP = 12
-WINDOW_MEMORY_GROWTH_BOUND = 128 * 2**20
+WINDOW_MEMORY_GROWTH_BOUND = 64 * 2**20
 
 
 def hooks_left(model: nn.Module) -> list[str]:
@@ -74,14 +75,6 @@ def hooks_left(model: nn.Module) -> list[str]:
             f"{name or 'the network'}: {count} {kind}" for kind, count in kinds.items() if count
         ]
     return left
-
-
-def resident_bytes() -> int:
-    """This process's resident memory (/proc/self/statm: pages resident × page size)."""
-    gc.collect()
-    with open("/proc/self/statm") as statm:
-        pages = int(statm.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def small_image(rng: np.random.Generator) -> Image.Image:
@@ -110,7 +103,7 @@ def test_many_analyses_leave_no_hook_no_result_and_flat_memory(analyzer_of) -> N
     after_warm_up = 0
     for index in range(IMAGES):
         if index == WARM_UP:
-            after_warm_up = resident_bytes()
+            after_warm_up = settled_resident_bytes()
         model = MODELS[index // 10 % 2]
         analyzer = analyzers[model]
         result = analyzer.analyze(small_image(rng), source=f"image {index}")
@@ -130,7 +123,7 @@ def test_many_analyses_leave_no_hook_no_result_and_flat_memory(analyzer_of) -> N
         for name, network in analyzers.items():
             left = hooks_left(network.model)
             assert left == [], f"after image {index} ({model}, {stage}): {name} keeps {left}"
-    growth = resident_bytes() - after_warm_up
+    growth = settled_resident_bytes() - after_warm_up
     elapsed = time.monotonic() - started
 
     assert counts == {"resnet101": IMAGES // 2, "vgg16": IMAGES // 2}
@@ -176,7 +169,7 @@ def test_a_window_going_through_many_images_keeps_its_caches_and_no_thread(
 
     for step in range(WINDOW_STEPS):
         if step == WINDOW_WARM_UP:
-            before = resident_bytes()
+            before = settled_resident_bytes()
         model = MODELS[step // 6 % 2]  # the other network every six steps
         if model != window.spec.model:
             with qtbot.waitSignal(window.view_shown, timeout=60_000):
@@ -199,7 +192,7 @@ def test_a_window_going_through_many_images_keeps_its_caches_and_no_thread(
         for name, network in (("resnet101", analyzer_of("resnet101")),
                               ("vgg16", analyzer_of("vgg16"))):  # fmt: skip
             assert hooks_left(network.model) == [], f"step {step}: {name}"
-    growth = resident_bytes() - before
+    growth = settled_resident_bytes() - before
 
     assert largest == {"results": RESULTS_KEPT, "cams": CAMS_KEPT, "analyzers": 2}, (
         "the caches should fill up to their limits, and stay there"
