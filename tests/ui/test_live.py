@@ -89,6 +89,10 @@ def test_a_snapshot_is_the_frame_and_its_view_equals_analyze(
     reference = decoded_frames(video)[frame.index]
     np.testing.assert_array_equal(np.asarray(picture.image), reference)
     assert shown[-1] is frame
+    again = window.live.snapshot()  # the same frame kept twice: two names, no export overwritten
+    assert picture.name == f"shapes_frame{frame.index:05d}"
+    assert again.name == f"{picture.name}_2"
+    assert again.key in window.pictures and again.key != picture.key
     # Selected, the snapshot is analysed in full as an image, and shown (live frames stop).
     with qtbot.waitSignal(window.view_shown, timeout=TIMEOUT_MS):
         window.select_picture(picture.key)
@@ -180,6 +184,39 @@ def test_a_video_dropped_plays_live(open_window, qtbot, video: Path) -> None:
     assert window.live.name == "shapes.mp4"
     assert all(picture.name != "shapes.mp4" for picture in window.pictures.values())
     assert window.errors.messages == []  # not read as an image
+
+
+def test_videos_dropped_together_play_one_after_the_other(
+    open_window, qtbot, video: Path, tmp_path: Path
+) -> None:
+    window = open_window([], wait=False)
+    other = write_shapes_video(tmp_path / "other.mkv", frames=10, size=(96, 64))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"no video here" * 50)
+    shown: list = []
+    sources: list[str] = []
+    window.live.frame_shown.connect(shown.append)
+    window.live.frame_shown.connect(lambda _frame: sources.append(window.live_bar.source.text()))
+    ends: list[str] = []
+    window.live.ended.connect(lambda: ends.append(window.live.name))
+    window.add_files([str(video), str(broken), str(other)])
+    qtbot.waitUntil(lambda: len(ends) == 2, timeout=TIMEOUT_MS)
+
+    assert ends == ["shapes.mp4", "other.mkv"]
+    names = [frame.picture.name.split("_frame")[0] for frame in shown]
+    first = names.index("other")  # the first frame of the second video played
+    assert names == ["shapes"] * first + ["other"] * (len(names) - first)
+    assert shown[first].index == 0  # each video from its start
+    assert sources[0] == "shapes.mp4 · 160×120 · 25 fps · video 1 of 3"
+    assert sources[-1] == "other.mkv · 96×64 · 25 fps · video 3 of 3"
+    assert len(window.errors.messages) == 1  # the broken one, and the next played all the same
+    assert window.errors.messages[0].startswith(f"{broken}: cannot be opened (")
+    with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
+        window.live.play()  # again: the list from its first video
+    assert window.live.name == "shapes.mp4"
+    assert window.live.queue == [str(broken), str(other)]
+    window.live.stop()
+    assert (window.live.playlist, window.live.queue) == ([], [])
 
 
 def test_the_recording_holds_each_analysed_frame_and_its_top5(

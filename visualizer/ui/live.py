@@ -59,6 +59,8 @@ class LiveController(QObject):
         self._refresh_wanted = False
         self._ended_said = False
         self._closing: list[Player] = []  # players stopped whose thread may still be ending
+        self.playlist: list[str] = []  # the videos played one after the other (several dropped)
+        self.queue: list[str] = []  # those of them still to play
         self.frame_captured.connect(self._next, Qt.ConnectionType.QueuedConnection)
         self._timer = QTimer(self)
         self._timer.setInterval(STATS_INTERVAL_MS)
@@ -78,6 +80,17 @@ class LiveController(QObject):
         """Play ``spec`` (a video file, a camera's number or name; None: the first camera),
         recording to ``record`` if given. Opening runs off the event loop (a camera can take
         a second); a failure is shown as one line and changes nothing else."""
+        self.playlist, self.queue = [], []
+        self._open(spec, record)
+
+    def open_all(self, videos: list[str]) -> None:
+        """Play ``videos`` one after the other, each from its start once the one before has
+        ended (one that cannot be opened or read is one line, and the next plays)."""
+        self.open(videos[0])
+        if len(videos) > 1:
+            self.playlist, self.queue = list(videos), list(videos[1:])
+
+    def _open(self, spec: str | None, record: str | None = None) -> None:
         from visualizer.core.live import open_source  # noqa: PLC0415 (no torch, no PyAV yet)
 
         if self.player is not None and self.player.source.is_camera:
@@ -85,6 +98,13 @@ class LiveController(QObject):
         self._opening = self.window.worker.submit(
             "live_open", lambda _session: open_source(spec), lane="files", context=(spec, record)
         )
+
+    def _play_next(self) -> bool:
+        """Open the next video of the list played, if there is one."""
+        if not self.queue:
+            return False
+        self._open(self.queue.pop(0))
+        return True
 
     def replied(self, reply: Reply) -> None:
         """A reply of one of `LIVE_KINDS`, from the worker."""
@@ -104,6 +124,7 @@ class LiveController(QObject):
         if reply.error is not None:
             self.window.show_error(reply.error)
             self.failed.emit(reply.error)
+            self._play_next()
             return
         self.spec, self._record_on_open = reply.context
         from visualizer.core.live import Player, RateMeter  # noqa: PLC0415
@@ -117,8 +138,12 @@ class LiveController(QObject):
         self.last = None
         self._ended_said = False
         self.showing = True
-        self.window.live_started(source.describe())
-        self.bar.show_source(source.describe())
+        description = source.describe()
+        if self.playlist:
+            position = len(self.playlist) - len(self.queue)
+            description += f" · video {position} of {len(self.playlist)}"
+        self.window.live_started(description)
+        self.bar.show_source(description)
         if self._record_on_open:
             self.start_recording(self._record_on_open)
         self._timer.start()
@@ -197,11 +222,14 @@ class LiveController(QObject):
             self._analyse(Frame(shown.index, shown.time, shown.picture.image), shown.picture)
 
     def play(self) -> None:
-        """Play (again, from the start, once a video has ended)."""
+        """Play (again, from the start, once a video or the list played has ended)."""
         if self.player is None:
             return
         if self.player.stats().ended:
-            self.open(self.spec)
+            if self.playlist:
+                self.open_all(self.playlist)
+            else:
+                self.open(self.spec)
             return
         self.showing = True
         self.window.live_started(None)
@@ -303,12 +331,15 @@ class LiveController(QObject):
         self._timer.stop()
         self.stop_recording()
         self.ended.emit()
+        self._play_next()
 
     def stop(self, *, wait: bool = False, replaced: bool = False) -> None:
         """Close the source (its thread and device), finish any recording, hide the bar and
         show the strip's image again (unless ``replaced``: another source plays at once)."""
         player, self.player = self.player, None
         self._pending = self._opening = None
+        if not replaced:
+            self.playlist, self.queue = [], []
         self._refresh_wanted = False
         self._timer.stop()
         if player is not None:

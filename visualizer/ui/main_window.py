@@ -459,8 +459,8 @@ class MainWindow(QMainWindow):
         """
         paths = list(paths)
         videos = [path for path in paths if is_video(path) and os.path.isfile(path)]
-        if videos:  # played live; the images beside them are read as usual
-            self.live.open(videos[0])
+        if videos:  # played live, one after the other; the images beside them are read as usual
+            self.live.open_all(videos)
             paths = [path for path in paths if path not in videos]
             if not paths:
                 return
@@ -895,8 +895,16 @@ class MainWindow(QMainWindow):
             self.grid_title.setText("Drop images here, or File → Open…")
 
     def add_frame(self, frame: LiveFrame) -> Picture:
-        """Add a live frame to the strip as an image (a snapshot), unselected."""
-        picture = dataclasses.replace(frame.picture, key=next(self._keys), live=False)
+        """Add a live frame to the strip as an image (a snapshot), unselected. Its name is
+        the frame's (``clip_frame00012``), with ``_2``, ``_3``… once that is taken (the same
+        frame kept twice, or a camera's frame numbers starting again), so that exports named
+        after it never overwrite another's."""
+        taken = {picture.name for picture in self.pictures.values()}
+        name, copies = frame.picture.name, 1
+        while name in taken:
+            copies += 1
+            name = f"{frame.picture.name}_{copies}"
+        picture = dataclasses.replace(frame.picture, key=next(self._keys), name=name, live=False)
         self.state.add_picture(picture)
         return picture
 
