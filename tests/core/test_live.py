@@ -1045,3 +1045,30 @@ def test_a_frame_that_cannot_be_converted_ends_playing_with_the_reason(
     assert stats.ended
     assert stats.error == f"{clip}: frame 0: no room for the picture"
     player.close()
+
+
+def test_a_paused_camera_is_read_on_but_the_frames_it_passes_over_are_not_converted(
+    clip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import av
+
+    converted: list[int] = []
+    to_image = av.VideoFrame.to_image
+
+    def counting(frame, *args, **kwargs):
+        converted.append(frame.pts)
+        return to_image(frame, *args, **kwargs)
+
+    monkeypatch.setattr(av.VideoFrame, "to_image", counting)
+    source = VideoSource(str(clip))
+    source.is_camera = True  # read as a camera's frames are: as they come, and on while paused
+    player = Player(source)
+    player.start(paused=True)
+    deadline = time.monotonic() + 10
+    while not player.stats().ended and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stats = player.stats()
+    player.close()
+    assert stats.ended  # every frame was read
+    assert stats.error is None
+    assert (stats.captured, converted) == (0, [])

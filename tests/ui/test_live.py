@@ -92,7 +92,8 @@ def test_a_snapshot_is_the_frame_and_its_view_equals_analyze(
     again = window.live.snapshot()  # the same frame kept twice: two names, no export overwritten
     assert picture.name == f"shapes_frame{frame.index:05d}"
     assert again.name == f"{picture.name}_2"
-    assert again.key in window.pictures and again.key != picture.key
+    assert again.key in window.pictures
+    assert again.key != picture.key
     # Selected, the snapshot is analysed in full as an image, and shown (live frames stop).
     with qtbot.waitSignal(window.view_shown, timeout=TIMEOUT_MS):
         window.select_picture(picture.key)

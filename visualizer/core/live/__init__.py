@@ -18,6 +18,7 @@ from visualizer.core.live.player import Player, PlayerStats, RateMeter
 from visualizer.core.live.recorder import Recorder, RecordingError, compose, csv_path_for
 from visualizer.core.live.sources import (
     Camera,
+    DecodedFrame,
     Frame,
     LiveSourceError,
     VideoSource,
@@ -28,6 +29,7 @@ from visualizer.core.live.sources import (
 
 __all__ = [
     "Camera",
+    "DecodedFrame",
     "Frame",
     "LiveSourceError",
     "Player",

@@ -160,12 +160,12 @@ class Player:
 
     def _run(self) -> None:
         try:
-            for frame in self.source.frames():
-                turn = self._wait_turn(frame)
+            for decoded in self.source.decoded_frames():
+                turn = self._wait_turn(decoded.time)
                 if turn == "stop":
                     break
-                if turn == "show":
-                    self._publish(frame)
+                if turn == "show":  # converted only now: a camera's frames passed over are not
+                    self._publish(decoded.to_frame())
         except LiveSourceError as failure:
             self._error = str(failure)
         except Exception as failure:  # noqa: BLE001 (a frame that cannot be converted: said)
@@ -177,9 +177,10 @@ class Player:
                 self._done = True
             self._on_frame()
 
-    def _wait_turn(self, frame: Frame) -> str:
-        """Whether ``frame`` is shown (``"show"``), passed over (``"skip"``: a camera's frames
-        while paused) or playing stops (``"stop"``); waits for its time or for a step."""
+    def _wait_turn(self, time_s: float) -> str:
+        """Whether the frame at ``time_s`` (seconds from the start) is shown (``"show"``),
+        passed over (``"skip"``: a camera's frames while paused) or playing stops
+        (``"stop"``); waits for its time or for a step."""
         with self._lock:
             while True:
                 if self._stopping:
@@ -196,8 +197,8 @@ class Player:
                     return "show"
                 now = time.monotonic()
                 if self._origin is None:  # at the start, and on resuming: from this frame
-                    self._origin = now - frame.time
-                delay = self._origin + frame.time - now
+                    self._origin = now - time_s
+                delay = self._origin + time_s - now
                 if delay <= 0:
                     return "show"
                 self._lock.wait(delay)

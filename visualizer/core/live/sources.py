@@ -44,6 +44,26 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class DecodedFrame:
+    """A frame as FFmpeg decoded it, not yet converted to RGB: a player converts only the
+    frames it shows (a paused camera is still read, and its frames passed over cheaply).
+
+    ``index`` and ``time`` as `Frame`'s; ``decoded``: PyAV's ``VideoFrame``.
+    """
+
+    index: int
+    time: float
+    decoded: Any
+
+    def to_frame(self) -> Frame:
+        """The `Frame`: RGB, upright (the display rotation applied)."""
+        image = self.decoded.to_image()
+        if self.decoded.rotation:  # the display matrix: degrees counter-clockwise
+            image = image.rotate(self.decoded.rotation, expand=True)
+        return Frame(self.index, self.time, image)
+
+
+@dataclass(frozen=True)
 class Camera:
     """A camera FFmpeg can open: ``device`` for ``av.open``, ``name`` for people."""
 
@@ -153,15 +173,16 @@ class VideoSource:
         Raises:
             LiveSourceError: the data cannot be decoded (a damaged file, a camera unplugged).
         """
+        return (decoded.to_frame() for decoded in self.decoded_frames())
+
+    def decoded_frames(self) -> Iterator[DecodedFrame]:
+        """The frames in order, as decoded (``to_frame()`` converts one); as ``frames()``."""
         first: float | None = None
         frame, self._first = self._first, None
         while frame is not None:
             time = frame.time if frame.time is not None else self._count / (self.rate or 30.0)
             first = time if first is None else first
-            image = frame.to_image()
-            if frame.rotation:  # the display matrix: degrees counter-clockwise
-                image = image.rotate(frame.rotation, expand=True)
-            yield Frame(self._count, time - first, image)
+            yield DecodedFrame(self._count, time - first, frame)
             self._count += 1
             frame = self._next_frame()
 
