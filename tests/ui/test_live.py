@@ -161,6 +161,39 @@ def test_stopping_goes_back_to_the_image(open_window, qtbot, video: Path, pictur
     qtbot.waitUntil(lambda: str(video) not in open_files(), timeout=5_000)
 
 
+def test_a_camera_lost_while_an_image_is_shown_is_said_at_once(
+    open_window, qtbot, video: Path, picture_file, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from visualizer.core.live import LiveSourceError, VideoSource
+
+    unplugged = threading.Event()
+
+    def camera(_spec):  # the video, read as a camera's frames are; lost after its first frame
+        source = VideoSource(str(video))
+        source.is_camera = True
+
+        def lost():
+            unplugged.wait(TIMEOUT_MS / 1000)
+            raise LiveSourceError("Fake Cam: frame 1: No such device")
+
+        source._next_frame = lost
+        return source
+
+    monkeypatch.setattr("visualizer.core.live.open_source", camera)
+    window = open_window([picture_file("still.png")])
+    try:
+        play(window, qtbot, "Fake Cam")
+        with qtbot.waitSignal(window.view_shown, timeout=TIMEOUT_MS):
+            window.select_picture(window.current)  # the strip's image: live pauses
+        with qtbot.waitSignal(window.live.ended, timeout=TIMEOUT_MS):
+            unplugged.set()
+    finally:
+        unplugged.set()
+    assert window.errors.messages == ["Fake Cam: frame 1: No such device"]
+    assert window.data.picture == window.current  # the image stays shown
+    assert window.live_bar.play.text() == "Play again"
+
+
 def test_no_camera_is_one_line_and_nothing_else_changes(
     open_window, qtbot, monkeypatch: pytest.MonkeyPatch, picture_file
 ) -> None:

@@ -151,7 +151,11 @@ class LiveController(QObject):
 
     def _next(self) -> None:
         """Analyse the newest frame, unless an analysis is running (it will ask when done)."""
-        if self.player is None or self._pending is not None or not self.showing:
+        if self.player is None or self._pending is not None:
+            return
+        if not self.showing:  # an image of the strip is shown: a source that failed is said
+            if self.player.stats().error:
+                self._ended()
             return
         frame = self.player.take()
         if frame is not None:
