@@ -271,7 +271,7 @@ def test_odd_names_join_the_strip(open_window, corpus: Corpus, qtbot) -> None:
     keys = window.strip.keys()
     assert [window.pictures[key].name for key in keys[1:]] == [odd.name, long.name]
     assert [window.pictures[key].source for key in keys[1:]] == [str(odd), str(long)]
-    assert window.strip.item(2).text() == "l" * 15 + "…"
+    assert window.strip.item(2).text() == "l" * 7 + "…" + "l" * 4 + ".png"  # cut in the middle
     assert window.errors.messages == []
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 
 from tests.videos import decoded_frames, write_shapes_video
 
@@ -94,6 +94,9 @@ def test_a_snapshot_is_the_frame_and_its_view_equals_analyze(
     assert again.name == f"{picture.name}_2"
     assert again.key in window.pictures
     assert again.key != picture.key
+    labels = [window.strip.item(row).text() for row in range(window.strip.count())]
+    assert len(set(labels)) == len(labels), labels  # told apart in the strip too,
+    assert window.strip.textElideMode() == Qt.TextElideMode.ElideMiddle  # however narrow
     # Selected, the snapshot is analysed in full as an image, and shown (live frames stop).
     with qtbot.waitSignal(window.view_shown, timeout=TIMEOUT_MS):
         window.select_picture(picture.key)

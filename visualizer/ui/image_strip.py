@@ -24,6 +24,7 @@ class ImageStrip(QListWidget):
         self.setGridSize(QSize(THUMBNAIL_SIZE + 24, THUMBNAIL_SIZE + 34))
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setFixedWidth(THUMBNAIL_SIZE + 44)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a name's end tells frames apart
         self.setToolTip("Drop images or folders anywhere on the window")
         self.currentItemChanged.connect(self._changed)
 
@@ -55,4 +56,9 @@ class ImageStrip(QListWidget):
 
 
 def _short(name: str, limit: int = 16) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+    """``name`` in at most ``limit`` characters, cut in the middle: names that differ at the
+    end (``clip_frame00012``, ``clip_frame00012_2``, ``IMG_0412.jpg``) stay apart."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2
+    return name[:head] + "…" + name[len(name) - (limit - 1 - head) :]
