@@ -167,34 +167,51 @@ def test_stopping_goes_back_to_the_image(open_window, qtbot, video: Path, pictur
 def test_a_camera_lost_while_an_image_is_shown_is_said_at_once(
     open_window, qtbot, video: Path, picture_file, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """And Play then opens it again, though a frame captured before the pause was waiting."""
     from visualizer.core.live import LiveSourceError, VideoSource
 
-    unplugged = threading.Event()
+    second_frame, unplugged = threading.Event(), threading.Event()
+    opened: list[VideoSource] = []
 
-    def camera(_spec):  # the video, read as a camera's frames are; lost after its first frame
+    def camera(_spec):  # the video, read as a camera's frames are; lost after two frames
         source = VideoSource(str(video))
         source.is_camera = True
+        decode, calls = source._next_frame, []
 
-        def lost():
+        def next_frame():
+            calls.append(None)
+            if len(calls) == 1:
+                second_frame.wait(TIMEOUT_MS / 1000)
+                return decode()
             unplugged.wait(TIMEOUT_MS / 1000)
-            raise LiveSourceError("Fake Cam: frame 1: No such device")
+            raise LiveSourceError("Fake Cam: frame 2: No such device")
 
-        source._next_frame = lost
+        source._next_frame = next_frame
+        opened.append(source)
         return source
 
     monkeypatch.setattr("visualizer.core.live.open_source", camera)
     window = open_window([picture_file("still.png")])
     try:
-        play(window, qtbot, "Fake Cam")
-        with qtbot.waitSignal(window.view_shown, timeout=TIMEOUT_MS):
-            window.select_picture(window.current)  # the strip's image: live pauses
+        window.live.open("Fake Cam")
+        qtbot.waitUntil(lambda: window.live._pending is not None, timeout=TIMEOUT_MS)
+        second_frame.set()  # captured while the first is analysed: it waits in the slot
+        deadline = time.monotonic() + 10
+        while window.live.player.stats().captured < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)  # no event processed: the first frame's analysis is not taken
+        window.select_picture(window.current)  # the strip's image: live pauses
+        qtbot.waitUntil(lambda: window.live._pending is None, timeout=TIMEOUT_MS)
         with qtbot.waitSignal(window.live.ended, timeout=TIMEOUT_MS):
             unplugged.set()
     finally:
+        second_frame.set()
         unplugged.set()
-    assert window.errors.messages == ["Fake Cam: frame 1: No such device"]
+    assert window.errors.messages == ["Fake Cam: frame 2: No such device"]
     assert window.data.picture == window.current  # the image stays shown
     assert window.live_bar.play.text() == "Play again"
+    with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
+        window.live.play()
+    assert len(opened) == 2  # opened again, not resumed
 
 
 def test_no_camera_is_one_line_and_nothing_else_changes(
@@ -254,6 +271,62 @@ def test_videos_dropped_together_play_one_after_the_other(
     assert window.live.queue == [str(broken), str(other)]
     window.live.stop()
     assert (window.live.playlist, window.live.queue) == ([], [])
+
+
+def test_a_list_is_replaced_only_once_another_source_opens(
+    open_window, qtbot, video: Path, tmp_path: Path
+) -> None:
+    """A video chosen that cannot be opened leaves the list playing as it was; a list dropped
+    while another video plays starts with its first video, whenever that one ends."""
+    window = open_window([], wait=False)
+    other = write_shapes_video(tmp_path / "other.mkv", frames=10, size=(96, 64))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"no video here" * 50)
+    with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
+        window.live.open_all([str(video), str(other)])
+    window.live.pause()
+    with qtbot.waitSignal(window.live.failed, timeout=TIMEOUT_MS):
+        window.live.open(str(broken))
+    assert window.live.queue == [str(other)]
+    assert window.live_bar.source.text().endswith("video 1 of 2")
+
+    # A list dropped on a source that then ends: the list from its first video.
+    window.live.open(str(other))
+    qtbot.waitUntil(lambda: window.live.name == "other.mkv", timeout=TIMEOUT_MS)
+    assert window.live.playlist == []
+    with qtbot.waitSignal(window.live.ended, timeout=TIMEOUT_MS):
+        pass
+    names: list[str] = []
+    window.live.frame_shown.connect(lambda frame: names.append(frame.picture.name))
+    window.live.player.close()  # as if it had ended before the list's first video opened
+    window.live.open_all([str(video), str(other)])
+    window.live._ended_said = False
+    window.live._ended()
+    qtbot.waitUntil(lambda: bool(names), timeout=TIMEOUT_MS)
+    assert names[0].startswith("shapes_frame")
+    assert window.live_bar.source.text().endswith("video 1 of 2")
+
+
+def test_a_frame_is_named_after_its_source_without_dots() -> None:
+    from visualizer.ui.live_jobs import frame_name
+
+    assert frame_name("clip.mp4", 12) == "clip_frame00012"
+    assert frame_name("run.2024.mkv", 3) == "run_2024_frame00003"
+    assert frame_name("USB2.0 HD UVC WebCam", 7) == "USB2_0_HD_UVC_WebCam_frame00007"
+    assert frame_name("///", 0) == "live_frame00000"
+
+
+def test_a_snapshot_named_as_an_image_of_the_strip_gets_a_name_of_its_own(
+    open_window, qtbot, video: Path, picture_file
+) -> None:
+    window = open_window([], wait=False)
+    play(window, qtbot, video)
+    window.live.pause()
+    qtbot.waitUntil(lambda: window.live._pending is None, timeout=TIMEOUT_MS)
+    name = window.live.last.picture.name
+    window.add_files([picture_file(f"{name}.png")])  # exported as the snapshot would be
+    qtbot.waitUntil(lambda: any(p.name == f"{name}.png" for p in window.pictures.values()))
+    assert window.live.snapshot().name == f"{name}_2"
 
 
 def test_the_recording_holds_each_analysed_frame_and_its_top5(

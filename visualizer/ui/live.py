@@ -60,7 +60,7 @@ class LiveController(QObject):
         self._ended_said = False
         self._closing: list[Player] = []  # players stopped whose thread may still be ending
         self.playlist: list[str] = []  # the videos played one after the other (several dropped)
-        self.queue: list[str] = []  # those of them still to play
+        self.position = 0  # the playing one's place in ``playlist``
         self.frame_captured.connect(self._next, Qt.ConnectionType.QueuedConnection)
         self._timer = QTimer(self)
         self._timer.setInterval(STATS_INTERVAL_MS)
@@ -80,31 +80,45 @@ class LiveController(QObject):
         """Play ``spec`` (a video file, a camera's number or name; None: the first camera),
         recording to ``record`` if given. Opening runs off the event loop (a camera can take
         a second); a failure is shown as one line and changes nothing else."""
-        self.playlist, self.queue = [], []
         self._open(spec, record)
 
     def open_all(self, videos: list[str]) -> None:
         """Play ``videos`` one after the other, each from its start once the one before has
         ended (one that cannot be opened or read is one line, and the next plays)."""
-        self.open(videos[0])
-        if len(videos) > 1:
-            self.playlist, self.queue = list(videos), list(videos[1:])
+        if len(videos) == 1:
+            self.open(videos[0])
+        else:
+            self._open(videos[0], in_list=(list(videos), 0))
 
-    def _open(self, spec: str | None, record: str | None = None) -> None:
+    @property
+    def queue(self) -> list[str]:
+        """The videos of the list played still to play after this one."""
+        return self.playlist[self.position + 1 :]
+
+    def _open(
+        self,
+        spec: str | None,
+        record: str | None = None,
+        *,
+        in_list: tuple[list[str], int] | None = None,
+    ) -> None:
+        """Open ``spec`` off the event loop (``in_list``: the list it is played from, and its
+        place there; they replace the list played only once it opens)."""
         from visualizer.core.live import open_source  # noqa: PLC0415 (no torch, no PyAV yet)
 
         if self.player is not None and self.player.source.is_camera:
             self.stop()  # a camera opens once at a time: the one playing may be the one asked
         self._opening = self.window.worker.submit(
-            "live_open", lambda _session: open_source(spec), lane="files", context=(spec, record)
+            "live_open",
+            lambda _session: open_source(spec),
+            lane="files",
+            context=(spec, record, in_list),
         )
 
-    def _play_next(self) -> bool:
-        """Open the next video of the list played, if there is one."""
-        if not self.queue:
-            return False
-        self._open(self.queue.pop(0))
-        return True
+    def _play_next(self, videos: list[str], position: int) -> None:
+        """Open the video after ``position`` in ``videos``, if there is one."""
+        if position + 1 < len(videos):
+            self._open(videos[position + 1], in_list=(videos, position + 1))
 
     def replied(self, reply: Reply) -> None:
         """A reply of one of `LIVE_KINDS`, from the worker."""
@@ -121,12 +135,15 @@ class LiveController(QObject):
                 reply.value.close()  # overtaken by another source, or the window closing
             return
         self._opening = None
+        in_list = reply.context[2]
         if reply.error is not None:
             self.window.show_error(reply.error)
             self.failed.emit(reply.error)
-            self._play_next()
+            if in_list is not None:  # one of a list: the next plays all the same
+                self._play_next(*in_list)
             return
-        self.spec, self._record_on_open = reply.context
+        self.spec, self._record_on_open, _ = reply.context
+        self.playlist, self.position = in_list or ([], 0)
         from visualizer.core.live import Player, RateMeter  # noqa: PLC0415
 
         self.stop(replaced=True)
@@ -140,8 +157,7 @@ class LiveController(QObject):
         self.showing = True
         description = source.describe()
         if self.playlist:
-            position = len(self.playlist) - len(self.queue)
-            description += f" · video {position} of {len(self.playlist)}"
+            description += f" · video {self.position + 1} of {len(self.playlist)}"
         self.window.live_started(description)
         self.bar.show_source(description)
         if self._record_on_open:
@@ -155,6 +171,7 @@ class LiveController(QObject):
             return
         if not self.showing:  # an image of the strip is shown: a source that failed is said
             if self.player.stats().error:
+                self.player.take()  # the frame left waiting will not be shown: it has ended
                 self._ended()
             return
         frame = self.player.take()
@@ -229,7 +246,7 @@ class LiveController(QObject):
         """Play (again, from the start, once a video or the list played has ended)."""
         if self.player is None:
             return
-        if self.player.stats().ended:
+        if self._ended_said or self.player.stats().ended:
             if self.playlist:
                 self.open_all(self.playlist)
             else:
@@ -335,7 +352,8 @@ class LiveController(QObject):
         self._timer.stop()
         self.stop_recording()
         self.ended.emit()
-        self._play_next()
+        if self.playlist and self._opening is None:  # not while another source opens
+            self._play_next(self.playlist, self.position)
 
     def stop(self, *, wait: bool = False, replaced: bool = False) -> None:
         """Close the source (its thread and device), finish any recording, hide the bar and
@@ -343,7 +361,7 @@ class LiveController(QObject):
         player, self.player = self.player, None
         self._pending = self._opening = None
         if not replaced:
-            self.playlist, self.queue = [], []
+            self.playlist, self.position = [], 0
         self._refresh_wanted = False
         self._timer.stop()
         if player is not None:

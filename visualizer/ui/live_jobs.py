@@ -46,8 +46,10 @@ def is_video(path: str) -> bool:
 def frame_name(source: str, index: int) -> str:
     """The name of frame ``index`` of ``source`` (a file or a camera's name), as the strip
     and exported files show it: ``"clip_frame00012"``."""
-    stem = Path(source).stem if Path(source).suffix else source
-    stem = re.sub(r"[^\w.-]+", "_", stem).strip("_") or "live"
+    stem = Path(source).stem if is_video(source) else source  # a camera's name is kept whole
+    # No dots: exports take the name's stem, which must be the whole name (a camera "USB2.0
+    # HD WebCam" would otherwise give every frame the stem "USB2").
+    stem = re.sub(r"[^\w-]+", "_", stem).strip("_") or "live"
     return f"{stem}_frame{index:05d}"
 
 

@@ -899,7 +899,7 @@ class MainWindow(QMainWindow):
         the frame's (``clip_frame00012``), with ``_2``, ``_3``… once that is taken (the same
         frame kept twice, or a camera's frame numbers starting again), so that exports named
         after it never overwrite another's."""
-        taken = {picture.name for picture in self.pictures.values()}
+        taken = {Path(picture.name).stem for picture in self.pictures.values()}  # as exported
         name, copies = frame.picture.name, 1
         while name in taken:
             copies += 1
