@@ -51,6 +51,13 @@ def probe() -> torch.Tensor:
     return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
 
 
+@pytest.fixture(scope="module")
+def trained_logits(trained_like: dict[str, torch.Tensor], probe: torch.Tensor) -> torch.Tensor:
+    """torchvision's ResNet101 holding ``trained_like``, on ``probe``: what every checkpoint
+    layout of it must give."""
+    return reference_logits(trained_like, probe)
+
+
 @pytest.fixture
 def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "torch-home"
@@ -136,25 +143,30 @@ CHECKPOINT_LAYOUTS: dict[str, Callable[[dict[str, torch.Tensor]], object]] = {
 def test_pth_checkpoints_load(
     layout: str,
     suffix: str,
+    *,
     tmp_path: Path,
     trained_like: dict[str, torch.Tensor],
     probe: torch.Tensor,
+    trained_logits: torch.Tensor,
 ) -> None:
     path = tmp_path / f"weights{suffix}"
     torch.save(CHECKPOINT_LAYOUTS[layout](trained_like), path)
     model = build_model("resnet101", path)
-    assert torch.equal(logits(model, probe), reference_logits(trained_like, probe))
+    assert torch.equal(logits(model, probe), trained_logits)
     assert model.weights_info.kind == "file"
     assert str(path) in str(model.weights_info)
 
 
 def test_safetensors_checkpoint_loads(
-    tmp_path: Path, trained_like: dict[str, torch.Tensor], probe: torch.Tensor
+    tmp_path: Path,
+    trained_like: dict[str, torch.Tensor],
+    probe: torch.Tensor,
+    trained_logits: torch.Tensor,
 ) -> None:
     path = tmp_path / "weights.safetensors"
     safetensors.torch.save_file(trained_like, path)
     model = build_model("resnet101", str(path))
-    assert torch.equal(logits(model, probe), reference_logits(trained_like, probe))
+    assert torch.equal(logits(model, probe), trained_logits)
 
 
 def test_safetensors_is_recognised_without_its_suffix(
@@ -246,13 +258,16 @@ def test_wrapper_prefixes_are_stripped_in_any_order_and_nesting(prefix: str) -> 
 
 
 def test_a_checkpoint_of_a_compiled_dataparallel_model_loads(
-    tmp_path: Path, trained_like: dict[str, torch.Tensor], probe: torch.Tensor
+    tmp_path: Path,
+    trained_like: dict[str, torch.Tensor],
+    probe: torch.Tensor,
+    trained_logits: torch.Tensor,
 ) -> None:
     """DataParallel first, then torch.compile: every key begins ``_orig_mod.module.``."""
     path = tmp_path / "compiled-dataparallel.pth"
     torch.save({f"_orig_mod.module.{key}": value for key, value in trained_like.items()}, path)
     model = build_model("resnet101", path)
-    assert torch.equal(logits(model, probe), reference_logits(trained_like, probe))
+    assert torch.equal(logits(model, probe), trained_logits)
 
 
 @pytest.mark.parametrize(
@@ -682,6 +697,7 @@ def test_imagenet_download_goes_through_torch_hub_with_hash_check(
     monkeypatch: pytest.MonkeyPatch,
     trained_like: dict[str, torch.Tensor],
     probe: torch.Tensor,
+    trained_logits: torch.Tensor,
 ) -> None:
     requests: list[tuple[str, str, str | None, bool]] = []
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: _Closable())
@@ -696,7 +712,7 @@ def test_imagenet_download_goes_through_torch_hub_with_hash_check(
     model = build_model("resnet101", "imagenet", progress=False)
     path = imagenet_checkpoint_path("resnet101")
     assert requests == [(imagenet_weights("resnet101").url, str(path), "cd907fc2", False)]
-    assert torch.equal(logits(model, probe), reference_logits(trained_like, probe))
+    assert torch.equal(logits(model, probe), trained_logits)
     build_model("resnet101", "imagenet")  # now a cache hit: no second download
     assert len(requests) == 1
 
