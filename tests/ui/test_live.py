@@ -353,6 +353,44 @@ def test_the_recording_holds_each_analysed_frame_and_its_top5(
     assert np.abs(first - view).mean() < 8
 
 
+def test_a_recording_goes_on_through_the_videos_of_a_list(
+    open_window, qtbot, video: Path, tmp_path: Path
+) -> None:
+    window = open_window([], wait=False)
+    other = write_shapes_video(tmp_path / "other.mkv", frames=10, size=(96, 64))
+    play(window, qtbot, other)  # the network loaded: the list's frames are analysed at once
+    with qtbot.waitSignal(window.live.ended, timeout=TIMEOUT_MS):
+        pass
+    recording = tmp_path / "out" / "list.mkv"
+    recording.parent.mkdir()
+    shown: list = []
+    window.live.frame_shown.connect(shown.append)
+    recording_at_end: list[bool] = []
+    window.live.ended.connect(lambda: recording_at_end.append(window.live.recorder is not None))
+    with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
+        window.live.open_all([str(video), str(other)])
+    window.live.start_recording(str(recording))
+    first_recorded = window.live._pending  # frames analysed from now on are recorded
+    qtbot.waitUntil(lambda: len(recording_at_end) == 2, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(recording.with_suffix(".csv").exists, timeout=TIMEOUT_MS)
+
+    assert recording_at_end == [True, False]  # one recording, finished once the list ended
+    recorded = shown[2 if first_recorded is not None else 1 :]
+    assert {frame.picture.name[:6] for frame in recorded} == {"shapes", "other_"}
+    assert len(decoded_frames(recording)) == len(recorded)
+    with recording.with_suffix(".csv").open(newline="") as table:
+        rows = list(csv.DictReader(table))[::5]
+    # Numbers and times go on from one video to the next: the second's frame 0 is frame 40
+    # (the first has 40), 1/25 s after the first's last frame (1.56 s).
+    second = [frame.picture.name.startswith("other") for frame in recorded]
+    expected = [(frame.index + 40 * later, frame.time + 1.6 * later)
+                for frame, later in zip(recorded, second, strict=True)]  # fmt: skip
+    assert [int(row["frame"]) for row in rows] == [index for index, _ in expected]
+    np.testing.assert_allclose([float(row["time"]) for row in rows],
+                               [time for _, time in expected], atol=1e-6)  # fmt: skip
+    assert sorted(path.name for path in recording.parent.iterdir()) == ["list.csv", "list.mkv"]
+
+
 def test_a_control_changed_while_a_frame_is_analysed_is_not_lost(
     open_window, qtbot, video: Path
 ) -> None:

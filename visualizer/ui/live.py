@@ -61,6 +61,10 @@ class LiveController(QObject):
         self._closing: list[Player] = []  # players stopped whose thread may still be ending
         self.playlist: list[str] = []  # the videos played one after the other (several dropped)
         self.position = 0  # the playing one's place in ``playlist``
+        # A recording goes on through the videos of a list: the frames and seconds recorded
+        # before the one playing are added to its frames' numbers and times.
+        self._record_shift: tuple[int, float] = (0, 0.0)
+        self._recording_goes_on = False  # a video of the list ended, the next one opens
         self.frame_captured.connect(self._next, Qt.ConnectionType.QueuedConnection)
         self._timer = QTimer(self)
         self._timer.setInterval(STATS_INTERVAL_MS)
@@ -139,14 +143,18 @@ class LiveController(QObject):
         if reply.error is not None:
             self.window.show_error(reply.error)
             self.failed.emit(reply.error)
-            if in_list is not None:  # one of a list: the next plays all the same
-                self._play_next(*in_list)
+            if in_list is not None and in_list[1] + 1 < len(in_list[0]):
+                self._play_next(*in_list)  # one of a list: the next plays all the same
+            elif self._recording_goes_on:  # the list's last video: nothing more to record
+                self._recording_goes_on = False
+                self.stop_recording()
             return
         self.spec, self._record_on_open, _ = reply.context
         self.playlist, self.position = in_list or ([], 0)
         from visualizer.core.live import Player, RateMeter  # noqa: PLC0415
 
-        self.stop(replaced=True)
+        self.stop(replaced=True, keep_recording=self._recording_goes_on and in_list is not None)
+        self._recording_goes_on = False
         source: VideoSource = reply.value
         self.name = source.name
         self.player = Player(source, on_frame=self.frame_captured.emit)
@@ -184,6 +192,7 @@ class LiveController(QObject):
         window = self.window
         spec, options, methods = window.spec, window.live_options(), window.method_settings
         key, name, recorder = next(self._keys), self.name, self.recorder
+        shift = self._record_shift
         if picture is not None:  # shown again: not recorded twice
             recorder = None
 
@@ -191,7 +200,14 @@ class LiveController(QObject):
             # The picture (and its thumbnail, for a snapshot) is made here, off the event loop.
             shown = picture or frame_picture(key, name, frame)
             return analyse_frame(
-                session, spec, shown, options, frame, methods=methods, recorder=recorder
+                session,
+                spec,
+                shown,
+                options,
+                frame,
+                methods=methods,
+                recorder=recorder,
+                record_shift=shift,
             )
 
         self._pending = window.worker.submit(
@@ -296,6 +312,7 @@ class LiveController(QObject):
         from visualizer.core.live import Recorder, RecordingError  # noqa: PLC0415
 
         self.stop_recording()
+        self._record_shift = (0, 0.0)
         try:
             self.recorder = Recorder(path)
         except RecordingError as error:
@@ -350,18 +367,31 @@ class LiveController(QObject):
         self.bar.set_state("ended")
         self._show_stats()
         self._timer.stop()
-        self.stop_recording()
+        # The list goes on (unless another source is opening): so does its recording.
+        goes_on = self._opening is None and self.position + 1 < len(self.playlist)
+        if goes_on and self.recorder is not None:
+            frames, seconds = self._record_shift
+            interval = 1 / (self.player.source.rate or 30.0)
+            last = self.last.time if self.last is not None else 0.0
+            self._record_shift = (frames + stats.captured, seconds + last + interval)
+            self._recording_goes_on = True
+        else:
+            self.stop_recording()
         self.ended.emit()
-        if self.playlist and self._opening is None:  # not while another source opens
+        if goes_on:
             self._play_next(self.playlist, self.position)
 
-    def stop(self, *, wait: bool = False, replaced: bool = False) -> None:
-        """Close the source (its thread and device), finish any recording, hide the bar and
-        show the strip's image again (unless ``replaced``: another source plays at once)."""
+    def stop(
+        self, *, wait: bool = False, replaced: bool = False, keep_recording: bool = False
+    ) -> None:
+        """Close the source (its thread and device), finish any recording (unless
+        ``keep_recording``: the next video of a list goes on with it), hide the bar and show
+        the strip's image again (unless ``replaced``: another source plays at once)."""
         player, self.player = self.player, None
         self._pending = self._opening = None
         if not replaced:
             self.playlist, self.position = [], 0
+            self._recording_goes_on = False
         self._refresh_wanted = False
         self._timer.stop()
         if player is not None:
@@ -370,7 +400,8 @@ class LiveController(QObject):
             closing.close(CLOSE_WAIT_S if wait else 0.0)
             if wait or not closing.running:
                 self._closing.remove(closing)
-        self.stop_recording(wait=wait)
+        if not keep_recording:
+            self.stop_recording(wait=wait)
         if player is not None and not replaced:
             self.showing = False
             self.bar.hide()

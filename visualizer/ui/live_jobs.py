@@ -71,11 +71,13 @@ def analyse_frame(
     *,
     methods: MethodSettings | None = None,
     recorder: Recorder | None = None,
+    record_shift: tuple[int, float] = (0, 0.0),
 ) -> LiveFrame:
     """The view of ``frame`` (``Session.view``: the image's own analysis, grid and map), and
-    its recording when ``recorder`` is given: input, map overlay and grid side by side. A
-    recording that cannot be written is discarded and said in ``record_error``; the frame's
-    view comes all the same.
+    its recording when ``recorder`` is given: input, map overlay and grid side by side, its
+    number and time shifted by ``record_shift`` (the frames and seconds of the videos of a
+    list recorded before this one). A recording that cannot be written is discarded and said
+    in ``record_error``; the frame's view comes all the same.
     """
     from visualizer.core.live import RecordingError  # noqa: PLC0415
 
@@ -85,7 +87,11 @@ def analyse_frame(
     record_error = None
     if recorder is not None:
         try:
-            record(recorder, frame, data)
+            frames, seconds = record_shift
+            shifted = dataclasses.replace(
+                frame, index=frame.index + frames, time=frame.time + seconds
+            )
+            record(recorder, shifted, data)
         except RecordingError as error:
             record_error = str(error)
     return LiveFrame(
