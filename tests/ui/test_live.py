@@ -354,9 +354,10 @@ def test_the_recording_holds_each_analysed_frame_and_its_top5(
 
 
 def test_a_recording_goes_on_through_the_videos_of_a_list(
-    open_window, qtbot, video: Path, tmp_path: Path
+    open_window, qtbot, tmp_path: Path
 ) -> None:
     window = open_window([], wait=False)
+    first = write_shapes_video(tmp_path / "first.mp4", frames=100, size=(160, 120))  # 4 s
     other = write_shapes_video(tmp_path / "other.mkv", frames=10, size=(96, 64))
     play(window, qtbot, other)  # the network loaded: the list's frames are analysed at once
     with qtbot.waitSignal(window.live.ended, timeout=TIMEOUT_MS):
@@ -368,7 +369,7 @@ def test_a_recording_goes_on_through_the_videos_of_a_list(
     recording_at_end: list[bool] = []
     window.live.ended.connect(lambda: recording_at_end.append(window.live.recorder is not None))
     with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
-        window.live.open_all([str(video), str(other)])
+        window.live.open_all([str(first), str(other)])
     window.live.start_recording(str(recording))
     first_recorded = window.live._pending  # frames analysed from now on are recorded
     qtbot.waitUntil(lambda: len(recording_at_end) == 2, timeout=TIMEOUT_MS)
@@ -376,19 +377,60 @@ def test_a_recording_goes_on_through_the_videos_of_a_list(
 
     assert recording_at_end == [True, False]  # one recording, finished once the list ended
     recorded = shown[2 if first_recorded is not None else 1 :]
-    assert {frame.picture.name[:6] for frame in recorded} == {"shapes", "other_"}
+    assert {frame.picture.name[:6] for frame in recorded} == {"first_", "other_"}
     assert len(decoded_frames(recording)) == len(recorded)
     with recording.with_suffix(".csv").open(newline="") as table:
         rows = list(csv.DictReader(table))[::5]
-    # Numbers and times go on from one video to the next: the second's frame 0 is frame 40
-    # (the first has 40), 1/25 s after the first's last frame (1.56 s).
+    # Numbers and times go on from one video to the next: the second's frame 0 is frame 100
+    # (the first has 100), 1/25 s after the first's last frame (3.96 s).
     second = [frame.picture.name.startswith("other") for frame in recorded]
-    expected = [(frame.index + 40 * later, frame.time + 1.6 * later)
+    expected = [(frame.index + 100 * later, frame.time + 4.0 * later)
                 for frame, later in zip(recorded, second, strict=True)]  # fmt: skip
     assert [int(row["frame"]) for row in rows] == [index for index, _ in expected]
     np.testing.assert_allclose([float(row["time"]) for row in rows],
                                [time for _, time in expected], atol=1e-6)  # fmt: skip
     assert sorted(path.name for path in recording.parent.iterdir()) == ["list.csv", "list.mkv"]
+
+
+def test_a_video_ending_while_an_image_is_shown_is_said_and_play_goes_on_with_the_list(
+    open_window,
+    qtbot,
+    video: Path,
+    *,
+    tmp_path: Path,
+    picture_file,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from visualizer.ui import live
+
+    last_in_analysis, release = threading.Event(), threading.Event()
+    analyse = live.analyse_frame
+
+    def held_at_the_last_frame(session, spec, picture, options, frame, **kwargs):
+        if frame.index == 39:
+            last_in_analysis.set()
+            release.wait(TIMEOUT_MS / 1000)
+        return analyse(session, spec, picture, options, frame, **kwargs)
+
+    monkeypatch.setattr(live, "analyse_frame", held_at_the_last_frame)
+    other = write_shapes_video(tmp_path / "other.mkv", frames=10, size=(96, 64))
+    window = open_window([picture_file("still.png")])
+    try:
+        with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
+            window.live.open_all([str(video), str(other)])
+        qtbot.waitUntil(last_in_analysis.is_set, timeout=TIMEOUT_MS)
+        window.select_picture(window.current)  # the strip's image, while the last frame is
+        with qtbot.waitSignal(window.live.ended, timeout=TIMEOUT_MS):  # analysed
+            release.set()
+    finally:
+        release.set()
+    assert window.live_bar.play.text() == "Play again"
+    assert window.live.name == "shapes.mp4"  # the list waits: the image stays shown
+    qtbot.waitUntil(lambda: window.data.picture == window.current, timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(window.live.frame_shown, timeout=TIMEOUT_MS):
+        window.live.play()
+    assert window.live.name == "other.mkv"  # Play goes on with the next video
+    assert window.live_bar.source.text().endswith("video 2 of 2")
 
 
 def test_a_control_changed_while_a_frame_is_analysed_is_not_lost(

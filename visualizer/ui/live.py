@@ -64,7 +64,7 @@ class LiveController(QObject):
         # A recording goes on through the videos of a list: the frames and seconds recorded
         # before the one playing are added to its frames' numbers and times.
         self._record_shift: tuple[int, float] = (0, 0.0)
-        self._recording_goes_on = False  # a video of the list ended, the next one opens
+        self._last_time = 0.0  # the latest time (s) of a frame of this source analysed
         self.frame_captured.connect(self._next, Qt.ConnectionType.QueuedConnection)
         self._timer = QTimer(self)
         self._timer.setInterval(STATS_INTERVAL_MS)
@@ -105,9 +105,11 @@ class LiveController(QObject):
         record: str | None = None,
         *,
         in_list: tuple[list[str], int] | None = None,
+        recording_goes_on: bool = False,
     ) -> None:
         """Open ``spec`` off the event loop (``in_list``: the list it is played from, and its
-        place there; they replace the list played only once it opens)."""
+        place there; they replace the list played only once it opens; ``recording_goes_on``:
+        the recording, if any, goes on into it, else it ends once ``spec`` opens)."""
         from visualizer.core.live import open_source  # noqa: PLC0415 (no torch, no PyAV yet)
 
         if self.player is not None and self.player.source.is_camera:
@@ -116,13 +118,21 @@ class LiveController(QObject):
             "live_open",
             lambda _session: open_source(spec),
             lane="files",
-            context=(spec, record, in_list),
+            context=(spec, record, in_list, recording_goes_on),
         )
 
-    def _play_next(self, videos: list[str], position: int) -> None:
-        """Open the video after ``position`` in ``videos``, if there is one."""
-        if position + 1 < len(videos):
-            self._open(videos[position + 1], in_list=(videos, position + 1))
+    def _play_next(
+        self, videos: list[str], position: int, *, recording_goes_on: bool = False
+    ) -> bool:
+        """Open the video after ``position`` in ``videos``; False: there is none."""
+        if position + 1 >= len(videos):
+            return False
+        self._open(
+            videos[position + 1],
+            in_list=(videos, position + 1),
+            recording_goes_on=recording_goes_on,
+        )
+        return True
 
     def replied(self, reply: Reply) -> None:
         """A reply of one of `LIVE_KINDS`, from the worker."""
@@ -139,28 +149,34 @@ class LiveController(QObject):
                 reply.value.close()  # overtaken by another source, or the window closing
             return
         self._opening = None
-        in_list = reply.context[2]
+        spec, record, in_list, recording_goes_on = reply.context
         if reply.error is not None:
             self.window.show_error(reply.error)
             self.failed.emit(reply.error)
-            if in_list is not None and in_list[1] + 1 < len(in_list[0]):
-                self._play_next(*in_list)  # one of a list: the next plays all the same
-            elif self._recording_goes_on:  # the list's last video: nothing more to record
-                self._recording_goes_on = False
+            # One of a list: the next plays all the same. Another source that failed: the
+            # list it interrupted, ended meanwhile, goes on as it would have.
+            going_on = (
+                self._play_next(*in_list, recording_goes_on=recording_goes_on)
+                if in_list is not None
+                else self.player is not None
+                and self._ended_said
+                and self._play_next(self.playlist, self.position)
+            )
+            if recording_goes_on and not going_on:  # the list's last: nothing more to record
                 self.stop_recording()
             return
-        self.spec, self._record_on_open, _ = reply.context
+        self.spec, self._record_on_open = spec, record
         self.playlist, self.position = in_list or ([], 0)
         from visualizer.core.live import Player, RateMeter  # noqa: PLC0415
 
-        self.stop(replaced=True, keep_recording=self._recording_goes_on and in_list is not None)
-        self._recording_goes_on = False
+        self.stop(replaced=True, keep_recording=recording_goes_on)
         source: VideoSource = reply.value
         self.name = source.name
         self.player = Player(source, on_frame=self.frame_captured.emit)
         self._rate = RateMeter()
         self.analysed = 0
         self.last = None
+        self._last_time = 0.0
         self._ended_said = False
         self.showing = True
         description = source.describe()
@@ -177,8 +193,9 @@ class LiveController(QObject):
         """Analyse the newest frame, unless an analysis is running (it will ask when done)."""
         if self.player is None or self._pending is not None:
             return
-        if not self.showing:  # an image of the strip is shown: a source that failed is said
-            if self.player.stats().error:
+        if not self.showing:  # an image of the strip is shown: a source that ends is said
+            stats = self.player.stats()
+            if stats.error or stats.ended:
                 self.player.take()  # the frame left waiting will not be shown: it has ended
                 self._ended()
             return
@@ -218,6 +235,7 @@ class LiveController(QObject):
         if reply.generation != self._pending:
             return  # from a source since stopped
         self._pending = None
+        self._last_time = max(self._last_time, reply.context[1].time)
         if reply.error is not None:  # the network failed on it: the frame stays, paused
             self.window.show_error(f"{self.name}: {reply.error}")
             if self.player.stats().ended:
@@ -263,10 +281,15 @@ class LiveController(QObject):
         if self.player is None:
             return
         if self._ended_said or self.player.stats().ended:
+            # A recording started since the end goes on into the replay; a list not played to
+            # its end goes on with its next video, else it plays from its first again.
+            going_on = self.recorder is not None
+            if self._play_next(self.playlist, self.position, recording_goes_on=going_on):
+                return
             if self.playlist:
-                self.open_all(self.playlist)
+                self._open(self.playlist[0], in_list=(self.playlist, 0), recording_goes_on=going_on)
             else:
-                self.open(self.spec)
+                self._open(self.spec, recording_goes_on=going_on)
             return
         self.showing = True
         self.window.live_started(None)
@@ -367,19 +390,19 @@ class LiveController(QObject):
         self.bar.set_state("ended")
         self._show_stats()
         self._timer.stop()
-        # The list goes on (unless another source is opening): so does its recording.
-        goes_on = self._opening is None and self.position + 1 < len(self.playlist)
-        if goes_on and self.recorder is not None:
+        # The list goes on (unless another source is opening, or an image of the strip is
+        # shown: Play then goes on with it), and so does its recording.
+        goes_on = self.showing and self._opening is None and self.position + 1 < len(self.playlist)
+        recording_goes_on = goes_on and self.recorder is not None
+        if recording_goes_on:
             frames, seconds = self._record_shift
             interval = 1 / (self.player.source.rate or 30.0)
-            last = self.last.time if self.last is not None else 0.0
-            self._record_shift = (frames + stats.captured, seconds + last + interval)
-            self._recording_goes_on = True
+            self._record_shift = (frames + stats.captured, seconds + self._last_time + interval)
         else:
             self.stop_recording()
         self.ended.emit()
         if goes_on:
-            self._play_next(self.playlist, self.position)
+            self._play_next(self.playlist, self.position, recording_goes_on=recording_goes_on)
 
     def stop(
         self, *, wait: bool = False, replaced: bool = False, keep_recording: bool = False
@@ -391,7 +414,6 @@ class LiveController(QObject):
         self._pending = self._opening = None
         if not replaced:
             self.playlist, self.position = [], 0
-            self._recording_goes_on = False
         self._refresh_wanted = False
         self._timer.stop()
         if player is not None:
