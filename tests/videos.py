@@ -30,23 +30,10 @@ def write_shapes_video(
 ) -> Path:
     """Write ``frames`` frames of the shapes video at ``rate`` fps to ``path`` (MPEG-4 in
     the container its suffix names); ``rotation``: a display rotation in degrees."""
-    import av
+    from visualizer.bench.live import write_video
 
-    path = Path(path)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=rate)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"qscale": "2"}
-        if rotation:
-            stream.set_display_rotation(rotation)
-        for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(shapes_frame(index, size), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    pixels = (shapes_frame(index, size) for index in range(frames))
+    return write_video(path, pixels, rate=rate, quality=2, rotation=rotation)
 
 
 def decoded_frames(path: str | Path) -> list[np.ndarray]:

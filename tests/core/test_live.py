@@ -91,6 +91,21 @@ def live_threads(*, earlier: bool = False) -> list[threading.Thread]:
     ]
 
 
+def realtime_player(clip) -> tuple[Player, list[tuple[int, float, float]]]:
+    """A real-time player of ``clip`` whose frames are taken as they come: each frame's
+    index, time and monotonic arrival (s) are appended to the list returned with it."""
+    arrivals: list[tuple[int, float, float]] = []
+    player: Player
+
+    def on_frame() -> None:
+        frame = player.take()
+        if frame is not None:
+            arrivals.append((frame.index, frame.time, time.monotonic()))
+
+    player = Player(open_source(str(clip)), realtime=True, on_frame=on_frame)
+    return player, arrivals
+
+
 def drain(player: Player, *, delay: float = 0.0, timeout: float = WAIT_S) -> list:
     """Take frames until the player has ended, sleeping ``delay`` after each frame taken."""
     taken = []
@@ -465,15 +480,7 @@ def test_ended_waits_for_the_last_frame_to_be_taken(clip):
 def test_realtime_playing_keeps_to_the_frames_times(fast_clip):
     """No frame comes before its time (from when playing started); the whole clip takes at
     least about its duration."""
-    arrivals: list[tuple[int, float, float]] = []
-    player: Player
-
-    def on_frame() -> None:
-        frame = player.take()
-        if frame is not None:
-            arrivals.append((frame.index, frame.time, time.monotonic()))
-
-    player = Player(open_source(str(fast_clip)), realtime=True, on_frame=on_frame)
+    player, arrivals = realtime_player(fast_clip)
     with player:
         started = time.monotonic()
         player.start()
@@ -498,15 +505,7 @@ def test_not_realtime_is_faster_than_realtime(long_clip):
 
 
 def test_pause_stops_the_frames_and_resume_goes_on_without_a_burst(long_clip):
-    arrivals: list[tuple[int, float, float]] = []
-    player: Player
-
-    def on_frame() -> None:
-        frame = player.take()
-        if frame is not None:
-            arrivals.append((frame.index, frame.time, time.monotonic()))
-
-    player = Player(open_source(str(long_clip)), realtime=True, on_frame=on_frame)
+    player, arrivals = realtime_player(long_clip)
     with player:
         player.start()
         assert wait_until(lambda: len(arrivals) >= 5)

@@ -34,7 +34,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,17 +108,34 @@ def make_clip(
 ) -> Path:
     """Write the moving shapes as an MPEG-4 video of ``seconds`` at ``rate`` fps to
     ``path`` (the container its suffix names)."""
+    frames = (clip_frame(index, size) for index in range(max(1, round(seconds * rate))))
+    return write_video(path, frames, rate=rate, quality=3)
+
+
+def write_video(
+    path: str | os.PathLike[str],
+    frames: Iterable[np.ndarray],
+    *,
+    rate: int,
+    quality: int = 3,
+    rotation: int = 0,
+) -> Path:
+    """Write ``frames`` ((H, W, 3) uint8 RGB, all of one size) as MPEG-4 at ``rate`` fps to
+    ``path``, in the container its suffix names. ``quality``: FFmpeg's qscale (1 best, 31
+    worst); ``rotation``: a display rotation in degrees, as phones record upright video."""
     import av  # noqa: PLC0415
 
     path = Path(path)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=rate)
-        stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
-        stream.options = {"qscale": "3"}
-        for index in range(max(1, round(seconds * rate))):
-            frame = av.VideoFrame.from_ndarray(clip_frame(index, size), format="rgb24")
-            for packet in stream.encode(frame):
+        stream.options = {"qscale": str(quality)}
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for index, pixels in enumerate(frames):
+            if index == 0:
+                stream.height, stream.width = pixels.shape[:2]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
