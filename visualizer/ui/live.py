@@ -55,7 +55,6 @@ class LiveController(QObject):
         self._opening: int | None = None
         self._keys = itertools.count(-1, -1)  # live frames' picture keys: below the strip's
         self._rate: RateMeter | None = None
-        self._record_on_open: str | None = None
         self._refresh_wanted = False
         self._ended_said = False
         self._closing: list[Player] = []  # players stopped whose thread may still be ending
@@ -92,7 +91,7 @@ class LiveController(QObject):
         if len(videos) == 1:
             self.open(videos[0])
         else:
-            self._open(videos[0], in_list=(list(videos), 0))
+            self._play_next(list(videos), -1)
 
     @property
     def queue(self) -> list[str]:
@@ -124,7 +123,8 @@ class LiveController(QObject):
     def _play_next(
         self, videos: list[str], position: int, *, recording_goes_on: bool = False
     ) -> bool:
-        """Open the video after ``position`` in ``videos``; False: there is none."""
+        """Open the video after ``position`` in ``videos`` (-1: the first); False: there is
+        none."""
         if position + 1 >= len(videos):
             return False
         self._open(
@@ -153,19 +153,15 @@ class LiveController(QObject):
         if reply.error is not None:
             self.window.show_error(reply.error)
             self.failed.emit(reply.error)
-            # One of a list: the next plays all the same. Another source that failed: the
-            # list it interrupted, ended meanwhile, goes on as it would have.
-            going_on = (
-                self._play_next(*in_list, recording_goes_on=recording_goes_on)
-                if in_list is not None
-                else self.player is not None
-                and self._ended_said
-                and self._play_next(self.playlist, self.position)
-            )
+            if in_list is not None:  # one of a list: the next plays all the same
+                going_on = self._play_next(*in_list, recording_goes_on=recording_goes_on)
+            else:  # another source chosen: the list it interrupted, ended meanwhile, goes on
+                going_on = self.player is not None and self._ended_said
+                going_on = going_on and self._play_next(self.playlist, self.position)
             if recording_goes_on and not going_on:  # the list's last: nothing more to record
                 self.stop_recording()
             return
-        self.spec, self._record_on_open = spec, record
+        self.spec = spec
         self.playlist, self.position = in_list or ([], 0)
         from visualizer.core.live import Player, RateMeter  # noqa: PLC0415
 
@@ -184,8 +180,8 @@ class LiveController(QObject):
             description += f" · video {self.position + 1} of {len(self.playlist)}"
         self.window.live_started(description)
         self.bar.show_source(description)
-        if self._record_on_open:
-            self.start_recording(self._record_on_open)
+        if record:
+            self.start_recording(record)
         self._timer.start()
         self.player.start()
 
@@ -284,12 +280,10 @@ class LiveController(QObject):
             # A recording started since the end goes on into the replay; a list not played to
             # its end goes on with its next video, else it plays from its first again.
             going_on = self.recorder is not None
-            if self._play_next(self.playlist, self.position, recording_goes_on=going_on):
-                return
-            if self.playlist:
-                self._open(self.playlist[0], in_list=(self.playlist, 0), recording_goes_on=going_on)
-            else:
+            if not self.playlist:
                 self._open(self.spec, recording_goes_on=going_on)
+            elif not self._play_next(self.playlist, self.position, recording_goes_on=going_on):
+                self._play_next(self.playlist, -1, recording_goes_on=going_on)  # from the first
             return
         self.showing = True
         self.window.live_started(None)
